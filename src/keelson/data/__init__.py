@@ -1,0 +1,1 @@
+"""Data stages: read sources, validate contracts, integrate, profile."""

@@ -1,0 +1,124 @@
+"""The input/output signature of a model version, and turning requests into frames.
+
+Training derives the signature from the training table; serving uses it to
+validate a request and to build the exact frame the pipeline was fitted on, so
+a request column has the same name, order and dtype as in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+
+from keelson.errors import KeelsonError
+
+DataType = Literal["int64", "float64", "string", "bool"]
+
+_POLARS: dict[str, type[pl.DataType]] = {
+    "int64": pl.Int64,
+    "float64": pl.Float64,
+    "string": pl.String,
+    "bool": pl.Boolean,
+}
+# Open Inference Protocol v2 tensor datatypes.
+V2_DATATYPES: dict[str, str] = {
+    "int64": "INT64",
+    "float64": "FP64",
+    "string": "BYTES",
+    "bool": "BOOL",
+}
+
+
+class SignatureError(KeelsonError):
+    """A request does not match the model signature (maps to HTTP 422)."""
+
+    code = "signature_mismatch"
+
+
+def data_type_of(dtype: pl.DataType) -> DataType:
+    if dtype == pl.Boolean:
+        return "bool"
+    if dtype.is_integer():
+        return "int64"
+    if dtype.is_numeric():
+        return "float64"
+    return "string"
+
+
+@dataclass(frozen=True)
+class ColumnSignature:
+    name: str
+    type: DataType
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: list[ColumnSignature]
+    classes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, classes: list[str]) -> Signature:
+        inputs = [
+            ColumnSignature(name, data_type_of(dtype), bool(frame[name].null_count()))
+            for name, dtype in frame.schema.items()
+        ]
+        return cls(inputs=inputs, classes=classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": [
+                {"name": c.name, "type": c.type, "nullable": c.nullable} for c in self.inputs
+            ],
+            "classes": list(self.classes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Signature:
+        inputs = [ColumnSignature(c["name"], c["type"], c["nullable"]) for c in data["inputs"]]
+        return cls(inputs=inputs, classes=list(data.get("classes", [])))
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.inputs]
+
+    def frame(self, columns: dict[str, list[Any]]) -> pl.DataFrame:
+        """Build the model's input frame from column lists, checking names and types.
+
+        Extra columns are ignored; a missing column or a value of the wrong type
+        raises :class:`SignatureError` naming the column (and the row).
+        """
+        missing = [name for name in self.names if name not in columns]
+        if missing:
+            raise SignatureError(
+                f"missing input column(s) {missing}.", hint=f"The model expects {self.names}."
+            )
+        lengths = {len(columns[name]) for name in self.names}
+        if len(lengths) > 1:
+            raise SignatureError(f"input columns have different lengths {sorted(lengths)}.")
+        return pl.DataFrame([self._series(c, columns[c.name]) for c in self.inputs])
+
+    def _series(self, column: ColumnSignature, values: list[Any]) -> pl.Series:
+        for row, value in enumerate(values):
+            if not _fits(column.type, value):
+                raise SignatureError(
+                    f"column '{column.name}' row {row}: expected {column.type}, "
+                    f"got {type(value).__name__} {value!r}."
+                )
+        return pl.Series(column.name, values, dtype=_POLARS[column.type], strict=False)
+
+
+def _fits(data_type: DataType, value: Any) -> bool:
+    if value is None:
+        return True
+    if data_type == "string":
+        return isinstance(value, str)
+    if data_type == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if data_type == "int64":
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    return isinstance(value, int | float)

@@ -1,0 +1,178 @@
+"""Model versions and aliases: register, resolve ``NAME@ALIAS|VERSION``, load safely.
+
+Models are saved with skops (no pickle). Loading verifies the artifact's SHA-256
+recorded at registration, then trusts only types from an allowlist of modules.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from keelson import __version__
+from keelson.errors import IntegrityError, KeelsonError, NotFoundError
+from keelson.registry.model import LoadedModel
+from keelson.registry.signature import Signature
+from keelson.store.store import Store
+from keelson.store.tables import Alias, Artifact, ModelVersion, utcnow
+
+MODEL_FORMAT = "skops"
+TRUSTED_MODULES = ("sklearn.", "lightgbm.", "numpy.", "scipy.", "collections.", "builtins.")
+_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]{0,99})(?:@(?P<pointer>[A-Za-z0-9_-]+))?$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    pointer: str | None  # an alias, a version number, or None for the newest version
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        match = _REF.match(text.strip())
+        if not match:
+            raise KeelsonError(
+                f"'{text}' is not a model reference.",
+                hint="Write NAME@ALIAS or NAME@VERSION, e.g. bank-marketing@production.",
+            )
+        return cls(match["name"], match["pointer"])
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.pointer}" if self.pointer else self.name
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """Everything training hands to the registry for one model version."""
+
+    name: str
+    pipeline: Any
+    signature: Signature
+    threshold: float
+    family: str
+    metrics: dict[str, Any]
+    lineage: dict[str, Any]
+    dataset_version_id: str | None
+    run_id: str | None
+
+
+def register(store: Store, new: NewVersion) -> ModelVersion:
+    """Serialise the fitted pipeline, store it by content and record a new version."""
+    import skops.io as sio
+
+    blob = store.artifacts.put(sio.dumps(new.pipeline))
+    with store.session() as session:
+        artifact = Artifact(
+            run_id=new.run_id,
+            kind="model",
+            uri=blob.uri,
+            sha256=blob.sha256,
+            bytes=blob.bytes,
+            format=MODEL_FORMAT,
+        )
+        session.add(artifact)
+        session.flush()
+        latest = session.scalar(
+            select(func.max(ModelVersion.version)).where(ModelVersion.name == new.name)
+        )
+        version = ModelVersion(
+            name=new.name,
+            version=(latest or 0) + 1,
+            family=new.family,
+            threshold=new.threshold,
+            signature=new.signature.to_dict(),
+            metrics=new.metrics,
+            lineage=new.lineage,
+            artifact_id=artifact.id,
+            dataset_version_id=new.dataset_version_id,
+            run_id=new.run_id,
+            keelson_version=__version__,
+        )
+        session.add(version)
+    return version
+
+
+def set_alias(store: Store, name: str, alias: str, version: int) -> None:
+    with store.session() as session:
+        exists = session.scalar(
+            select(ModelVersion.id).where(
+                ModelVersion.name == name, ModelVersion.version == version
+            )
+        )
+        if exists is None:
+            raise NotFoundError(f"model {name} has no version {version}.")
+        row = session.get(Alias, (name, alias))
+        if row is None:
+            session.add(Alias(name=name, alias=alias, version=version))
+        else:
+            row.version, row.updated_at = version, utcnow()
+
+
+def resolve(store: Store, ref: ModelRef) -> ModelVersion:
+    with store.session() as session:
+        query = select(ModelVersion).where(ModelVersion.name == ref.name)
+        if ref.pointer is None:
+            query = query.order_by(ModelVersion.version.desc()).limit(1)
+        elif ref.pointer.isdigit():
+            query = query.where(ModelVersion.version == int(ref.pointer))
+        else:
+            alias = session.get(Alias, (ref.name, ref.pointer))
+            if alias is None:
+                raise NotFoundError(
+                    f"model '{ref.name}' has no alias '{ref.pointer}'.",
+                    hint=f"Known aliases: {aliases_of(store, ref.name) or 'none'}.",
+                )
+            query = query.where(ModelVersion.version == alias.version)
+        found = session.scalar(query)
+    if found is None:
+        raise NotFoundError(
+            f"no model version matches '{ref}'.", hint="List them with `keelson models list`."
+        )
+    return found
+
+
+def aliases_of(store: Store, name: str) -> dict[str, int]:
+    with store.session() as session:
+        rows = session.scalars(select(Alias).where(Alias.name == name).order_by(Alias.alias))
+        return {row.alias: row.version for row in rows}
+
+
+def list_versions(store: Store, name: str | None = None) -> list[ModelVersion]:
+    with store.session() as session:
+        query = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
+        if name:
+            query = query.where(ModelVersion.name == name)
+        return list(session.scalars(query))
+
+
+def load(store: Store, ref: ModelRef | str) -> LoadedModel:
+    """Resolve a reference and load its pipeline, refusing altered or unsafe artifacts."""
+    version = resolve(store, ModelRef.parse(ref) if isinstance(ref, str) else ref)
+    with store.session() as session:
+        artifact = session.get(Artifact, version.artifact_id)
+    assert artifact is not None
+    pipeline = _safe_load(store.artifacts.get(artifact.sha256), artifact.format)
+    return LoadedModel(
+        name=version.name,
+        version=version.version,
+        pipeline=pipeline,
+        signature=Signature.from_dict(version.signature),
+        threshold=version.threshold,
+    )
+
+
+def _safe_load(data: bytes, fmt: str) -> Any:
+    import skops.io as sio
+
+    if fmt != MODEL_FORMAT:
+        raise IntegrityError(f"unknown model format '{fmt}'; this keelson reads '{MODEL_FORMAT}'.")
+    untrusted = sio.get_untrusted_types(data=data)
+    refused = [name for name in untrusted if not name.startswith(TRUSTED_MODULES)]
+    if refused:
+        raise IntegrityError(
+            f"the model artifact contains types outside the allowlist: {refused}.",
+            hint="Refusing to load it: only scikit-learn, LightGBM, NumPy and SciPy are trusted.",
+        )
+    return sio.loads(data, trusted=untrusted)

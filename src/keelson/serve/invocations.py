@@ -1,0 +1,137 @@
+"""MLflow-style scoring: ``POST /invocations`` (MLflow's four JSON shapes), ``/ping``, ``/health``.
+
+Exactly one of ``dataframe_split``, ``dataframe_records``, ``instances`` (records) or
+``inputs`` (column → values, or records) per request. The answer is one prediction
+per row: ``{"label": ..., "probabilities": {class: p, ...}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, model_validator
+
+from keelson.registry.model import Prediction
+from keelson.serve.errors import ServeError, error_responses
+from keelson.serve.limits import require_json
+from keelson.serve.scoring import Scorer
+
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+Records = list[dict[str, Any]]
+
+
+class DataframeSplit(BaseModel):
+    columns: list[str]
+    data: list[list[Any]]
+    index: list[Any] | None = None
+
+
+class InvocationsRequest(BaseModel):
+    dataframe_split: DataframeSplit | None = None
+    dataframe_records: Records | None = None
+    instances: Records | None = None
+    inputs: dict[str, list[Any]] | Records | None = None
+    params: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_format(self) -> Self:
+        given = [name for name in FORMATS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"send exactly one of {list(FORMATS)}; got {given or 'none'}")
+        return self
+
+
+class RowPrediction(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+
+
+class InvocationsResponse(BaseModel):
+    predictions: list[RowPrediction]
+
+
+class Status(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+def invocations_router(scorer: Scorer) -> APIRouter:
+    router = APIRouter(tags=["mlflow"])
+    names = scorer.model.signature.names
+
+    @router.get("/ping", summary="Liveness (MLflow)")
+    async def ping() -> Status:
+        return Status()
+
+    @router.get("/health", summary="Readiness (MLflow)")
+    async def health() -> Status:
+        return Status()
+
+    @router.post(
+        "/invocations",
+        summary="Score rows",
+        dependencies=[Depends(require_json)],
+        responses=error_responses(400, 413, 415, 422, 500),
+    )
+    async def invocations(request: InvocationsRequest) -> InvocationsResponse:
+        prediction = await scorer.score(columns_of(request, names))
+        return predictions_of(prediction)
+
+    return router
+
+
+def columns_of(request: InvocationsRequest, names: list[str]) -> dict[str, list[Any]]:
+    """Column name → values, whichever of the four shapes the request used."""
+    if request.dataframe_split is not None:
+        return _split_columns(request.dataframe_split)
+    if isinstance(request.inputs, dict):
+        return request.inputs
+    for field in ("dataframe_records", "instances", "inputs"):
+        records = getattr(request, field)
+        if records is not None:
+            return _record_columns(records, field, names)
+    raise AssertionError("the request model guarantees one format")  # pragma: no cover
+
+
+def _split_columns(split: DataframeSplit) -> dict[str, list[Any]]:
+    width = len(split.columns)
+    if len(set(split.columns)) != width:
+        raise ServeError(422, "duplicate_column", "dataframe_split.columns has duplicate names.")
+    for row, values in enumerate(split.data):
+        if len(values) != width:
+            raise ServeError(
+                422,
+                "row_width_mismatch",
+                f"dataframe_split.data[{row}] has {len(values)} values; expected {width}, "
+                "one per name in dataframe_split.columns.",
+            )
+    transposed = [list(column) for column in zip(*split.data, strict=True)]
+    return dict(zip(split.columns, transposed or [[] for _ in split.columns], strict=True))
+
+
+def _record_columns(records: Records, field: str, names: list[str]) -> dict[str, list[Any]]:
+    """The signature's columns of row records; a column absent from every record stays absent."""
+    columns: dict[str, list[Any]] = {}
+    for name in names:
+        present = [name in record for record in records]
+        if not any(present):
+            continue
+        if not all(present):
+            row = present.index(False)
+            raise ServeError(
+                422,
+                "missing_value",
+                f"{field}[{row}] has no '{name}'; send null for a missing value.",
+            )
+        columns[name] = [record[name] for record in records]
+    return columns if records else {name: [] for name in names}
+
+
+def predictions_of(prediction: Prediction) -> InvocationsResponse:
+    classes = prediction.classes
+    return InvocationsResponse(
+        predictions=[
+            RowPrediction(label=label, probabilities=dict(zip(classes, row, strict=True)))
+            for label, row in zip(prediction.labels, prediction.probabilities.tolist(), strict=True)
+        ]
+    )

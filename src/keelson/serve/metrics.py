@@ -1,0 +1,109 @@
+"""Prometheus metrics of one served model, in a registry of its own.
+
+Each app gets its own :class:`~prometheus_client.CollectorRegistry`, so several apps
+in one process (tests, a router keeping versions hot) never clash.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keelson.registry.model import LoadedModel
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ServeMetrics:
+    """Requests by endpoint and status, latency, rows predicted, errors by reason, model info."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "keelson_requests",
+            "HTTP requests answered, by route template and status code.",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "keelson_request_duration_seconds",
+            "Time from receiving a request to finishing its response, by route template.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rows = Counter(
+            "keelson_rows_predicted", "Rows scored by the model.", registry=self.registry
+        )
+        self.errors = Counter(
+            "keelson_errors", "Error responses, by reason code.", ["reason"], registry=self.registry
+        )
+        info = Info(
+            "keelson_model", "The model version this server serves.", registry=self.registry
+        )
+        info.info({"name": model.name, "version": str(model.version)})
+
+    def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint=endpoint, status=str(status)).inc()
+        self.latency.labels(endpoint=endpoint).observe(seconds)
+
+    def count_rows(self, rows: int) -> None:
+        self.rows.inc(rows)
+
+    def count_error(self, reason: str) -> None:
+        self.errors.labels(reason=reason).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware timing every HTTP request and counting it by route and status."""
+
+    def __init__(self, app: ASGIApp, metrics: ServeMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the client gets if the app raises before responding
+
+        async def send_and_record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_and_record_status)
+        finally:
+            self.metrics.observe_request(_endpoint(scope), status, time.perf_counter() - started)
+
+
+def _endpoint(scope: Scope) -> str:
+    """The route template (``/v2/models/{name}/infer``), never the raw path: bounded labels."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+def metrics_router(metrics: ServeMetrics) -> APIRouter:
+    router = APIRouter(tags=["monitoring"])
+
+    @router.get("/metrics", response_class=Response, summary="Prometheus metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

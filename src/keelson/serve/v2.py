@@ -1,0 +1,300 @@
+"""Open Inference Protocol v2 (KServe v2) REST: health, metadata and inference.
+
+Tabular convention (MLServer's pandas codec): one input tensor per column, shape
+``[rows]`` or ``[rows, 1]``. Outputs are ``label`` (BYTES ``[rows]``) and
+``probabilities`` (FP64 ``[rows, classes]``, row-major, columns in the order of the
+model's classes).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field, StrictInt
+
+from keelson import __version__
+from keelson.registry.model import LoadedModel, Prediction
+from keelson.registry.signature import V2_DATATYPES, DataType, Signature
+from keelson.serve.errors import ServeError, error_responses
+from keelson.serve.limits import require_json
+from keelson.serve.scoring import Scorer
+
+PLATFORM = "keelson-sklearn"
+OutputName = Literal["label", "probabilities"]
+V2Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+]  # fmt: skip
+_INTEGERS = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
+_ACCEPTED: dict[DataType, frozenset[str]] = {
+    "int64": _INTEGERS,
+    "float64": _INTEGERS | {"FP16", "FP32", "FP64"},
+    "string": frozenset({"BYTES"}),
+    "bool": frozenset({"BOOL"}),
+}
+
+
+class ServerLive(BaseModel):
+    live: bool
+
+
+class ServerReady(BaseModel):
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class RequestInput(BaseModel):
+    name: str
+    shape: list[Annotated[StrictInt, Field(ge=0)]]
+    datatype: V2Datatype
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+class RequestOutput(BaseModel):
+    name: OutputName
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(BaseModel):
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[str] | list[float]
+
+
+class InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str
+    outputs: list[ResponseOutput]
+
+
+def v2_router(scorer: Scorer) -> APIRouter:
+    router = APIRouter(prefix="/v2", tags=["v2"])
+
+    @router.get("/health/live", summary="Server liveness")
+    async def live() -> ServerLive:
+        return ServerLive(live=True)
+
+    @router.get("/health/ready", summary="Server readiness (the model is loaded)")
+    async def ready() -> ServerReady:
+        return ServerReady(ready=True)
+
+    @router.get("", summary="Server metadata")
+    async def metadata() -> ServerMetadata:
+        return ServerMetadata(name="keelson", version=__version__, extensions=[])
+
+    _add_model_routes(router, "/models/{name}", scorer, _by_name(scorer.model))
+    versioned = "/models/{name}/versions/{version}"
+    _add_model_routes(router, versioned, scorer, _by_version(scorer.model))
+    return router
+
+
+def _add_model_routes(
+    router: APIRouter, path: str, scorer: Scorer, resolve: Callable[..., Awaitable[LoadedModel]]
+) -> None:
+    """Metadata, readiness and inference under one path (with or without ``/versions/{v}``)."""
+
+    async def metadata(model: LoadedModel = Depends(resolve)) -> ModelMetadata:
+        return model_metadata(model)
+
+    async def ready(model: LoadedModel = Depends(resolve)) -> ModelReady:
+        return ModelReady(name=model.name, ready=True)
+
+    async def infer(
+        request: InferenceRequest, model: LoadedModel = Depends(resolve)
+    ) -> InferenceResponse:
+        prediction = await scorer.score(columns_of(request.inputs, model.signature))
+        return inference_response(model, request, prediction)
+
+    not_found = error_responses(404, 422)
+    router.add_api_route(
+        path, metadata, methods=["GET"], summary="Model metadata", responses=not_found
+    )
+    router.add_api_route(
+        f"{path}/ready", ready, methods=["GET"], summary="Model readiness", responses=not_found
+    )
+    router.add_api_route(
+        f"{path}/infer",
+        infer,
+        methods=["POST"],
+        summary="Inference",
+        dependencies=[Depends(require_json)],
+        responses=error_responses(400, 404, 413, 415, 422, 500),
+    )
+
+
+def _by_name(model: LoadedModel) -> Callable[[str], Awaitable[LoadedModel]]:
+    async def resolve(name: str) -> LoadedModel:
+        return _lookup(model, name, None)
+
+    return resolve
+
+
+def _by_version(model: LoadedModel) -> Callable[[str, str], Awaitable[LoadedModel]]:
+    async def resolve(name: str, version: str) -> LoadedModel:
+        return _lookup(model, name, version)
+
+    return resolve
+
+
+def _lookup(model: LoadedModel, name: str, version: str | None) -> LoadedModel:
+    if name != model.name:
+        raise ServeError(
+            404, "model_not_found", f"model '{name}' not found; this server serves '{model.name}'."
+        )
+    if version is not None and version != str(model.version):
+        raise ServeError(
+            404,
+            "model_not_found",
+            f"model '{name}' has no version '{version}' here; this server serves "
+            f"version {model.version}.",
+        )
+    return model
+
+
+def model_metadata(model: LoadedModel) -> ModelMetadata:
+    signature = model.signature
+    return ModelMetadata(
+        name=model.name,
+        versions=[str(model.version)],
+        platform=PLATFORM,
+        inputs=[
+            TensorMetadata(name=column.name, datatype=V2_DATATYPES[column.type], shape=[-1])
+            for column in signature.inputs
+        ],
+        outputs=[
+            TensorMetadata(name="label", datatype="BYTES", shape=[-1]),
+            TensorMetadata(
+                name="probabilities", datatype="FP64", shape=[-1, len(signature.classes)]
+            ),
+        ],
+    )
+
+
+def columns_of(inputs: list[RequestInput], signature: Signature) -> dict[str, list[Any]]:
+    """One column per input tensor the signature knows; other tensors are ignored."""
+    types = {column.name: column.type for column in signature.inputs}
+    columns: dict[str, list[Any]] = {}
+    for position, tensor in enumerate(inputs):
+        where = f"inputs[{position}] ('{tensor.name}')"
+        if tensor.name in columns:
+            raise ServeError(422, "duplicate_input", f"{where}: the input is sent twice.")
+        if tensor.name in types:
+            _check_datatype(tensor, types[tensor.name], where)
+            columns[tensor.name] = _values(tensor, where)
+    return columns
+
+
+def _check_datatype(tensor: RequestInput, expected: DataType, where: str) -> None:
+    if tensor.datatype not in _ACCEPTED[expected]:
+        raise ServeError(
+            422,
+            "datatype_mismatch",
+            f"{where}: datatype {tensor.datatype} does not fit the column's type {expected}; "
+            f"send one of {sorted(_ACCEPTED[expected])}.",
+        )
+
+
+def _values(tensor: RequestInput, where: str) -> list[Any]:
+    shape = tensor.shape
+    if len(shape) not in (1, 2) or shape[1:] not in ([], [1]):
+        raise ServeError(
+            422,
+            "shape_mismatch",
+            f"{where}: shape must be [rows] or [rows, 1] (one tensor per column); got {shape}.",
+        )
+    values = flatten(tensor.data, where)
+    if len(values) != math.prod(shape):
+        raise ServeError(
+            422,
+            "shape_mismatch",
+            f"{where}: shape {shape} holds {math.prod(shape)} elements but data has {len(values)}.",
+        )
+    return values
+
+
+def flatten(data: list[Any], where: str) -> list[Any]:
+    """Row-major elements of flat or nested tensor data (iterative: no recursion limit)."""
+    flat: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            if isinstance(item, dict):
+                raise ServeError(
+                    422,
+                    "invalid_tensor",
+                    f"{where}: data must hold numbers, strings, booleans or null in (nested) "
+                    "lists; found an object.",
+                )
+            flat.append(item)
+        else:
+            stack.pop()
+    return flat
+
+
+def inference_response(
+    model: LoadedModel, request: InferenceRequest, prediction: Prediction
+) -> InferenceResponse:
+    wanted = [output.name for output in request.outputs or []] or ["label", "probabilities"]
+    outputs = {"label": _label_output, "probabilities": _probability_output}
+    return InferenceResponse(
+        model_name=model.name,
+        model_version=str(model.version),
+        id=request.id if request.id is not None else str(uuid.uuid4()),
+        outputs=[outputs[name](prediction) for name in dict.fromkeys(wanted)],
+    )
+
+
+def _label_output(prediction: Prediction) -> ResponseOutput:
+    labels = prediction.labels
+    return ResponseOutput(name="label", datatype="BYTES", shape=[len(labels)], data=labels)
+
+
+def _probability_output(prediction: Prediction) -> ResponseOutput:
+    probabilities = prediction.probabilities
+    return ResponseOutput(
+        name="probabilities",
+        datatype="FP64",
+        shape=list(probabilities.shape),
+        data=probabilities.ravel().tolist(),
+    )
