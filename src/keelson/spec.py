@@ -128,9 +128,7 @@ class Budget(_Section):
 
 
 class Train(_Section):
-    candidates: list[Family] = Field(
-        default_factory=lambda: list(FAMILY_NAMES), min_length=1
-    )
+    candidates: list[Family] = Field(default_factory=lambda: list(FAMILY_NAMES), min_length=1)
     metric: Metric = Field("roc_auc", description="Metric the search maximises (log_loss: min).")
     threshold_metric: ThresholdMetric = Field(
         "f1", description="Metric the threshold is tuned for."

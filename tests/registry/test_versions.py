@@ -92,3 +92,17 @@ def test_signature_builds_typed_frames_and_names_bad_columns() -> None:
     with pytest.raises(SignatureError, match="column 'n' row 1"):
         signature.frame({"n": [1, "two"], "s": ["a", "b"]})
     assert Signature.from_dict(signature.to_dict()) == signature
+
+
+@pytest.mark.parametrize("value", [2**70, -(2**63) - 1, 1.5, True, "3"])
+def test_signature_refuses_values_an_int_column_cannot_hold(value: object) -> None:
+    signature = Signature.from_frame(pl.DataFrame({"n": [1]}), [])
+    with pytest.raises(SignatureError, match="column 'n' row 0"):
+        signature.frame({"n": [value]})
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 10**400, False])
+def test_signature_refuses_values_a_float_column_cannot_hold(value: object) -> None:
+    signature = Signature.from_frame(pl.DataFrame({"x": [1.0]}), [])
+    with pytest.raises(SignatureError, match="column 'x' row 0"):
+        signature.frame({"x": [value]})

@@ -7,6 +7,8 @@ a request column has the same name, order and dtype as in training.
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -104,21 +106,34 @@ class Signature:
         for row, value in enumerate(values):
             if not _fits(column.type, value):
                 raise SignatureError(
-                    f"column '{column.name}' row {row}: expected {column.type}, "
+                    f"column '{column.name}' row {row}: expected {_EXPECTED[column.type]}, "
                     f"got {type(value).__name__} {value!r}."
                 )
         return pl.Series(column.name, values, dtype=_POLARS[column.type], strict=False)
 
 
 def _fits(data_type: DataType, value: Any) -> bool:
+    """Whether a JSON value can be stored in the column without loss (None is a null)."""
     if value is None:
         return True
     if data_type == "string":
         return isinstance(value, str)
-    if data_type == "bool":
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
+    if data_type == "bool" or isinstance(value, bool):
+        return data_type == "bool" and isinstance(value, bool)
     if data_type == "int64":
-        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-    return isinstance(value, int | float)
+        if isinstance(value, float):
+            return value.is_integer() and _INT64_MIN <= value < _INT64_END
+        return isinstance(value, int) and _INT64_MIN <= value < _INT64_END
+    if isinstance(value, int):
+        return abs(value) <= _FLOAT_MAX
+    return isinstance(value, float) and math.isfinite(value)
+
+
+_INT64_MIN, _INT64_END = -(2**63), 2**63
+_EXPECTED = {
+    "int64": "an int64 integer",
+    "float64": "a finite float64",
+    "string": "a string",
+    "bool": "a boolean",
+}
+_FLOAT_MAX = sys.float_info.max

@@ -10,11 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import polars as pl
 from starlette.concurrency import run_in_threadpool
 
 from keelson.registry.model import LoadedModel, Prediction
-from keelson.registry.signature import SignatureError
 from keelson.serve.errors import ServeError
 from keelson.serve.metrics import ServeMetrics
 
@@ -50,7 +48,6 @@ class Scorer:
         frame = self.model.signature.frame(columns)
         if frame.height == 0:
             raise ServeError(422, "no_rows", "the request has no rows; send at least one.")
-        _check_finite(frame)
         try:
             return self.model.predict(frame)
         except Exception as exc:
@@ -60,16 +57,3 @@ class Scorer:
             raise ServeError(
                 500, "prediction_failed", "prediction failed; the server log has the details."
             ) from exc
-
-
-def _check_finite(frame: pl.DataFrame) -> None:
-    """Infinity passes the signature's float check but no scikit-learn transformer takes it."""
-    for name, dtype in frame.schema.items():
-        if not dtype.is_float():
-            continue
-        rows = frame[name].is_infinite().arg_true()
-        if rows.len():
-            row = rows[0]
-            raise SignatureError(
-                f"column '{name}' row {row}: expected a finite float64, got {frame[name][row]}."
-            )
