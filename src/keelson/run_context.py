@@ -16,7 +16,7 @@ from keelson import __version__
 from keelson.cost.meter import Usage, meter
 from keelson.spec import ProjectSpec
 from keelson.store.store import Store
-from keelson.store.tables import Metric, Param, Run, Step
+from keelson.store.tables import Artifact, Metric, Param, Run, Step
 
 
 @dataclass
@@ -104,6 +104,22 @@ class RunContext:
                 f"{record.usage.peak_mb:7.0f} MB",
                 highlight=False,
             )
+
+    def save_artifact(self, kind: str, path: Path, fmt: str) -> str:
+        """Copy a file the run wrote into the artifact store; returns its URI there."""
+        blob = self.store.artifacts.put(path.read_bytes())
+        with self.store.session() as session:
+            session.add(
+                Artifact(
+                    run_id=self.run_id,
+                    kind=kind,
+                    uri=blob.uri,
+                    sha256=blob.sha256,
+                    bytes=blob.bytes,
+                    format=fmt,
+                )
+            )
+        return blob.uri
 
     def log_params(self, params: dict[str, Any]) -> None:
         with self.store.session() as session:

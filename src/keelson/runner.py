@@ -69,9 +69,9 @@ def _ingest(ctx: RunContext) -> tuple[dict[str, pl.DataFrame], list[Validation],
         reads.append(read)
         validations.append(validation)
     quarantine = write_quarantine(validations, ctx.output_dir / "quarantine.parquet")
+    ctx.log_params({"quarantine": ctx.save_artifact("quarantine", quarantine, "parquet")})
     for validation in validations:
         enforce(validation, ctx.spec.contracts.get(validation.source))
-    ctx.log_params({"quarantine": quarantine})
     return {v.source: v.kept for v in validations}, validations, reads
 
 
@@ -137,6 +137,7 @@ def _run(ctx: RunContext) -> RunResult:
             ),
             report_path,
         )
+        ctx.save_artifact("report", report_path, "html")
     steps = [step.to_dict() for step in ctx.steps]
     metrics = {name: interval.to_dict() for name, interval in final.test_metrics.items()}
     return RunResult(

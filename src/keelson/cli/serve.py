@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from keelson.cli.common import console, fail, find_project, friendly, open_project_store
+from keelson.cli.common import fail, find_project, friendly, open_project_store
 
 
 @friendly
@@ -20,6 +20,9 @@ def serve(
     project: Path = typer.Option(Path(), "--project", "-p", help="Project folder."),
 ) -> None:
     """Serve a model over the Open Inference Protocol v2 and MLflow-style /invocations."""
+    from keelson.serve.threads import pin_environment, single_threaded
+
+    pin_environment()
     from keelson.registry import versions as registry
     from keelson.serve.app import run_server
 
@@ -33,11 +36,7 @@ def serve(
         model = registry.load(store, ref)
     finally:
         store.close()
-    console.print(
-        f"Serving {model.name} version {model.version} on http://{host}:{port} "
-        f"(V2: /v2/models/{model.name}/infer, MLflow: /invocations, metrics: /metrics)",
-        highlight=False,
-    )
+    single_threaded(model.pipeline)
     run_server(model, host=host, port=port)
 
 

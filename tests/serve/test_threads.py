@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.model_selection import FixedThresholdClassifier
+
+from keelson.features.preprocess import ColumnKinds
+from keelson.serve.threads import THREAD_VARIABLES, pin_environment, single_threaded
+from keelson.train.candidates import make_pipeline
+
+
+def test_single_threaded_reaches_the_nested_estimator() -> None:
+    frame = pl.DataFrame({"x": np.arange(40.0)})
+    pipeline = make_pipeline("lightgbm", {"n_estimators": 5}, ColumnKinds.of(frame), False, 0)
+    model = FixedThresholdClassifier(pipeline, threshold=0.3).fit(frame, np.arange(40) % 2)
+    before = model.predict_proba(frame)
+    single_threaded(model)
+    fitted = model.estimator_.named_steps
+    assert fitted["model"].n_jobs == 1 and fitted["preprocess"].n_jobs == 1
+    assert np.array_equal(model.predict_proba(frame), before)
+
+
+def test_pin_environment_keeps_an_explicit_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    pin_environment()
+    assert os.environ["OMP_NUM_THREADS"] == "4" and os.environ["MKL_NUM_THREADS"] == "1"
