@@ -16,7 +16,7 @@ from keelson import __version__
 from keelson.cost.meter import Usage, meter
 from keelson.spec import ProjectSpec
 from keelson.store.store import Store
-from keelson.store.tables import Artifact, Metric, Param, Run, Step
+from keelson.store.tables import Metric, Param, Run, Step
 
 
 @dataclass
@@ -107,19 +107,10 @@ class RunContext:
 
     def save_artifact(self, kind: str, path: Path, fmt: str) -> str:
         """Copy a file the run wrote into the artifact store; returns its URI there."""
-        blob = self.store.artifacts.put(path.read_bytes())
-        with self.store.session() as session:
-            session.add(
-                Artifact(
-                    run_id=self.run_id,
-                    kind=kind,
-                    uri=blob.uri,
-                    sha256=blob.sha256,
-                    bytes=blob.bytes,
-                    format=fmt,
-                )
-            )
-        return blob.uri
+        artifact = self.store.put_artifact(
+            path.read_bytes(), kind=kind, fmt=fmt, run_id=self.run_id
+        )
+        return artifact.uri
 
     def log_params(self, params: dict[str, Any]) -> None:
         with self.store.session() as session:

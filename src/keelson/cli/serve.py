@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 import typer
@@ -24,9 +23,9 @@ def serve(
 
     pin_environment()
     from keelson.registry import versions as registry
-    from keelson.serve.app import run_server
+    from keelson.serve.app import is_loopback, run_server
 
-    if not _is_loopback(host):
+    if not is_loopback(host):
         raise fail(
             f"refusing to bind {host}: serving beyond loopback needs authentication, "
             "which this version does not provide yet. Use --host 127.0.0.1 behind a proxy."
@@ -38,12 +37,3 @@ def serve(
         store.close()
     single_threaded(model.pipeline)
     run_server(model, host=host, port=port)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -40,18 +40,10 @@ def save_version(
             return existing, False
     buffer = io.BytesIO()
     frame.write_parquet(buffer, compression="zstd")
-    blob = store.artifacts.put(buffer.getvalue())
+    artifact = store.put_artifact(
+        buffer.getvalue(), kind="dataset", fmt=DATASET_FORMAT, run_id=run_id
+    )
     with store.session() as session:
-        artifact = Artifact(
-            run_id=run_id,
-            kind="dataset",
-            uri=blob.uri,
-            sha256=blob.sha256,
-            bytes=blob.bytes,
-            format=DATASET_FORMAT,
-        )
-        session.add(artifact)
-        session.flush()
         version = DatasetVersion(
             id=digest[:16],
             project=project,

@@ -62,18 +62,10 @@ def register(store: Store, new: NewVersion) -> ModelVersion:
     """Serialise the fitted pipeline, store it by content and record a new version."""
     import skops.io as sio
 
-    blob = store.artifacts.put(sio.dumps(new.pipeline))
+    artifact = store.put_artifact(
+        sio.dumps(new.pipeline), kind="model", fmt=MODEL_FORMAT, run_id=new.run_id
+    )
     with store.session() as session:
-        artifact = Artifact(
-            run_id=new.run_id,
-            kind="model",
-            uri=blob.uri,
-            sha256=blob.sha256,
-            bytes=blob.bytes,
-            format=MODEL_FORMAT,
-        )
-        session.add(artifact)
-        session.flush()
         latest = session.scalar(
             select(func.max(ModelVersion.version)).where(ModelVersion.name == new.name)
         )

@@ -60,7 +60,7 @@ def run_server(
     """Serve ``model`` with uvicorn until interrupted."""
     app = create_app(model)
     print(f"keelson: serving '{model.name}' version {model.version} at {url_of(host, port)}")
-    if not _is_loopback(host):
+    if not is_loopback(host):
         print(
             f"keelson: warning: {host} is reachable from other machines and this server "
             "has no authentication; put it behind an authenticating proxy.",
@@ -73,7 +73,7 @@ def url_of(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

@@ -21,6 +21,7 @@ from keelson import spec as specs
 from keelson.errors import StoreError
 from keelson.store.artifacts import ArtifactStore
 from keelson.store.database import create_store_engine, ensure_schema
+from keelson.store.tables import Artifact
 
 STORE_DIR = ".keelson"
 
@@ -56,6 +57,16 @@ class Store:
         """A transaction: committed when the block ends, rolled back on error."""
         with self._sessions.begin() as session:
             yield session
+
+    def put_artifact(self, data: bytes, *, kind: str, fmt: str, run_id: str | None) -> Artifact:
+        """Store a blob by content and record it; the returned row has its id."""
+        blob = self.artifacts.put(data)
+        artifact = Artifact(
+            run_id=run_id, kind=kind, uri=blob.uri, sha256=blob.sha256, bytes=blob.bytes, format=fmt
+        )
+        with self.session() as session:
+            session.add(artifact)
+        return artifact
 
     def close(self) -> None:
         self.engine.dispose()
