@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -19,11 +22,14 @@ from typer.testing import CliRunner
 from keelson.cli.main import app
 from keelson.data.versions import load_version
 from keelson.registry import versions as registry
+from keelson.registry.model import LoadedModel
+from keelson.registry.signature import V2_DATATYPES
 from keelson.spec import load_spec
 from keelson.store.store import Store, locate, open_store
 from keelson.store.tables import Run, Step
 
 pytestmark = pytest.mark.slow
+EXAMPLE = Path(__file__).parents[2] / "examples" / "bank-marketing"
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -101,13 +107,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def served(project: Path) -> Iterator[tuple[str, Path]]:
-    assert run_cli("run", str(project), "--quiet", "--budget", "2")[0] == 0
+@contextmanager
+def serving(project: Path, ref: str) -> Iterator[str]:
+    """`keelson serve REF` as a real process on a free loopback port; yields its URL."""
     port = _free_port()
     keelson = Path(sys.executable).with_name("keelson")
     server = subprocess.Popen(
-        [str(keelson), "serve", "churn-demo@production", "--port", str(port)],
+        [str(keelson), "serve", ref, "--port", str(port)],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -115,7 +121,7 @@ def served(project: Path) -> Iterator[tuple[str, Path]]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
+        for _ in range(300):
             try:
                 if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
                     break
@@ -124,10 +130,29 @@ def served(project: Path) -> Iterator[tuple[str, Path]]:
         else:
             server.kill()
             pytest.fail(f"server did not start: {server.communicate()[0]!r}")
-        yield url, project
+        yield url
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture
+def served(project: Path) -> Iterator[tuple[str, Path]]:
+    assert run_cli("run", str(project), "--quiet", "--budget", "2")[0] == 0
+    with serving(project, "churn-demo@production") as url:
+        yield url, project
+
+
+def v2_inputs(model: LoadedModel, rows: pl.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": c.name,
+            "datatype": V2_DATATYPES[c.type],
+            "shape": [rows.height],
+            "data": rows[c.name].to_list(),
+        }
+        for c in model.signature.inputs
+    ]
 
 
 def test_served_model_answers_with_the_in_process_probabilities(served: tuple[str, Path]) -> None:
@@ -176,3 +201,37 @@ def test_served_model_answers_with_the_in_process_probabilities(served: tuple[st
         f"{url}/invocations", json={"dataframe_records": [{"spend": 1.0}]}, timeout=30
     )
     assert missing.status_code == 422 and "calls" in missing.text
+
+
+def test_bundled_example_is_served_with_the_in_process_probabilities(tmp_path: Path) -> None:
+    example = tmp_path / "bank-marketing"
+    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns(".keelson"))
+    code, output = run_cli("run", str(example), "--quiet", "--budget", "3")
+    assert code == 0, output
+    model = registry.load(project_store(example), "bank-marketing@production")
+    rows = load_version(project_store(example), model_dataset(example)).drop("y").sample(50, seed=1)
+    expected = model.predict(rows)
+    with serving(example, "bank-marketing@production") as url:
+        v2 = httpx.post(
+            f"{url}/v2/models/bank-marketing/infer",
+            json={"inputs": v2_inputs(model, rows)},
+            timeout=30,
+        )
+        mlflow = httpx.post(
+            f"{url}/invocations",
+            json={"dataframe_split": {"columns": rows.columns, "data": rows.rows()}},
+            timeout=30,
+        )
+    assert v2.status_code == 200 and mlflow.status_code == 200, (v2.text, mlflow.text)
+    outputs = {o["name"]: o for o in v2.json()["outputs"]}
+    served = np.reshape(outputs["probabilities"]["data"], (50, 2))
+    assert np.allclose(served, expected.probabilities, atol=1e-12)
+    answers = mlflow.json()["predictions"]
+    assert np.allclose([a["probabilities"]["yes"] for a in answers], expected.probabilities[:, 1])
+    assert [a["label"] for a in answers] == expected.labels
+
+
+def model_dataset(project: Path) -> str:
+    store = project_store(project)
+    version = registry.resolve(store, registry.ModelRef.parse("bank-marketing@production"))
+    return version.dataset_version_id or ""
