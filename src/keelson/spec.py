@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,44 +28,156 @@ class _Section(BaseModel):
 
 # --- sources -----------------------------------------------------------------
 
+Duration = Annotated[
+    str,
+    Field(
+        pattern=r"^\d+(\.\d+)?(ms|s|m|h|d|w)$",
+        description="A duration such as 90s, 15m, 36h or 7d.",
+    ),
+]
+
+
+class Incremental(_Section):
+    """Read only rows whose watermark column is above the last run's maximum.
+
+    New rows are appended to the source's stored snapshot; with ``keys``, a row whose
+    key is already there replaces the stored one. The run uses the whole snapshot.
+    """
+
+    column: str = Field(description="Watermark column: a timestamp or an increasing number.")
+    keys: list[str] = Field(default_factory=list, description="Key of a row, for updates.")
+
 
 class FileSource(_Section):
-    """A local file read into a table; ``path`` is relative to the project folder."""
+    """A file read into a table. ``path`` is relative to the project folder, or an fsspec
+    URL (``s3://bucket/key.csv``); ``storage_options`` go to fsspec (``${VAR}`` values are
+    read from the environment, e.g. ``key: ${AWS_ACCESS_KEY_ID}``)."""
 
     kind: Literal["csv", "parquet", "json", "jsonl"]
     path: str
+    storage_options: dict[str, str] = Field(default_factory=dict)
     separator: str = Field(",", min_length=1, max_length=1, description="CSV field separator.")
+    quote: str = Field('"', min_length=1, max_length=1, description="CSV quote character.")
     encoding: str = Field("utf-8", description="Text encoding of a CSV/JSON file.")
     has_header: bool = True
     columns: list[str] | None = Field(None, description="Column names for a CSV without header.")
     null_values: list[str] = Field(
         default_factory=lambda: [""], description="Strings read as null."
     )
+    incremental: Incremental | None = None
 
 
 class SqlSource(_Section):
-    """A SQL query through a SQLAlchemy URL (``sqlite:///data/x.db``, ``postgresql://…``).
-
-    A relative SQLite path is resolved against the project folder.
-    """
+    """A SQL query through a SQLAlchemy URL (``sqlite:///data/x.db``, ``postgresql://…``,
+    ``mysql+pymysql://…``). A relative SQLite path is resolved against the project folder;
+    ``${VAR}`` in the URL is read from the environment (keep passwords out of the spec)."""
 
     kind: Literal["sql"]
     url: str
     query: str
+    incremental: Incremental | None = None
 
 
-Source = Annotated[FileSource | SqlSource, Field(discriminator="kind")]
+class Pagination(_Section):
+    """How an API splits its results into pages."""
+
+    style: Literal["none", "page", "offset", "cursor"] = "none"
+    page_param: str = "page"
+    first_page: int = 1
+    size_param: str | None = Field("per_page", description="Page size parameter (page style).")
+    size: int = Field(100, ge=1, le=100_000)
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    cursor_param: str = "cursor"
+    cursor_path: str = Field("next_cursor", description="Dotted path of the next cursor.")
+    max_pages: int = Field(10_000, ge=1)
+
+
+class Retry(_Section):
+    attempts: int = Field(5, ge=1, le=20)
+    backoff_seconds: float = Field(0.5, ge=0.0, description="First wait; doubles each retry.")
+    max_backoff_seconds: float = Field(30.0, ge=0.0)
+    statuses: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504])
+
+
+class HttpSource(_Section):
+    """A JSON API over HTTP(S), read page by page with retries and a timeout.
+
+    Header values may use ``${VAR}`` from the environment, e.g.
+    ``Authorization: "Bearer ${API_TOKEN}"``; secrets never go in the spec.
+    """
+
+    kind: Literal["http"]
+    url: str = Field(pattern=r"^https?://")
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    records_path: str | None = Field(
+        None, description="Dotted path of the list of records in a response; none: the body."
+    )
+    pagination: Pagination = Field(default_factory=Pagination)
+    retry: Retry = Field(default_factory=Retry)
+    timeout_seconds: float = Field(30.0, gt=0.0)
+
+
+Source = Annotated[FileSource | SqlSource | HttpSource, Field(discriminator="kind")]
+
+
+# --- reconciliation ----------------------------------------------------------
+
+
+class UnitConversion(_Section):
+    """Convert a numeric column between units (pint names: lb, kg, degF, degC, mi, km)."""
+
+    from_: str = Field(alias="from")
+    to: str
+
+
+class TimeZone(_Section):
+    """Normalise a timestamp column to one zone. Naive values are read as ``from``."""
+
+    from_: str = Field("UTC", alias="from", description="Zone of naive timestamps.")
+    to: str = "UTC"
+    format: str | None = Field(None, description="strptime format when the column is text.")
+
+
+class Reconcile(_Section):
+    """Make one source agree with the others before its contract is checked.
+
+    Applied in this order: rename, standardize, coerce, units, timezone, derive.
+    """
+
+    rename: dict[str, str] = Field(default_factory=dict, description="Old name: new name.")
+    standardize: dict[str, dict[str, list[str | int | float | bool]]] = Field(
+        default_factory=dict,
+        description='Column: {canonical value: [spellings]}, e.g. {"true": [Y, yes, 1]}.',
+    )
+    coerce: dict[str, ColumnType] = Field(
+        default_factory=dict, description="Cast; values that do not convert are quarantined."
+    )
+    units: dict[str, UnitConversion] = Field(default_factory=dict)
+    timezone: dict[str, TimeZone] = Field(default_factory=dict)
+    derive: dict[str, str] = Field(
+        default_factory=dict, description="New column: Polars SQL expression over the row."
+    )
 
 
 # --- contracts ---------------------------------------------------------------
 
+Severity = Literal["warn", "quarantine", "fail"]
+ColumnRuleName = Literal["type", "null", "min", "max", "allowed", "regex"]
+
 
 class ColumnRule(_Section):
+    """Rules for one column. ``severity`` applies to all of them, or per rule:
+    ``severity: {min: warn}`` (warn: report only; quarantine: move the row; fail: stop)."""
+
     type: ColumnType | None = None
     nullable: bool = True
     min: float | None = None
     max: float | None = None
     allowed: list[str | int | float | bool] | None = None
+    regex: str | None = Field(None, description="Text values must match (search, not full).")
+    severity: Severity | dict[ColumnRuleName, Severity] = "quarantine"
 
     @model_validator(mode="after")
     def _range_ordered(self) -> ColumnRule:
@@ -72,32 +185,156 @@ class ColumnRule(_Section):
             raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
         return self
 
+    def severity_of(self, rule: ColumnRuleName) -> Severity:
+        if isinstance(self.severity, str):
+            return self.severity
+        return self.severity.get(rule, "quarantine")
+
+
+class Reference(_Section):
+    """Referential integrity: values of ``columns`` must exist in ``source``'s ``to``."""
+
+    columns: list[str] = Field(min_length=1)
+    source: str
+    to: list[str] | None = Field(None, description="Columns in the referenced source.")
+    severity: Severity = "quarantine"
+
+
+class Freshness(_Section):
+    """The newest value of a timestamp column must be at most ``max_age`` old."""
+
+    column: str
+    max_age: Duration
+    severity: Literal["warn", "fail"] = "fail"
+
+
+class RowCount(_Section):
+    min: int | None = Field(None, ge=0)
+    max: int | None = Field(None, ge=0)
+    severity: Literal["warn", "fail"] = "fail"
+
+
+class Check(_Section):
+    """A custom rule: a Polars SQL expression that is true for a valid row."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+    expr: str = Field(description='e.g. "arr_time >= 0 OR arr_time IS NULL"')
+    severity: Severity = "quarantine"
+
+
+class SchemaChanges(_Section):
+    """What to do when a source's columns differ from its contract.
+
+    added: columns the contract does not list (adopt keeps them, ignore drops them).
+    missing: declared columns the source lacks (ignore adds them as nulls).
+    retyped: a column whose values do not read as the declared type (ignore casts and
+    quarantines what does not convert, adopt keeps the source's type).
+    """
+
+    added: Literal["adopt", "ignore", "fail"] = "adopt"
+    missing: Literal["fail", "ignore"] = "fail"
+    retyped: Literal["ignore", "adopt", "fail"] = "ignore"
+
 
 class Contract(_Section):
     """Rules for one source. Rows that break a rule are quarantined with the reason."""
 
     columns: dict[str, ColumnRule] = Field(default_factory=dict)
-    unique: list[str] = Field(default_factory=list, description="Columns forming a unique key.")
-    max_quarantine_share: float = Field(0.05, ge=0.0, le=1.0)
-    strict_columns: bool = Field(
-        False, description="Fail when the source has columns the contract does not list."
+    unique: list[str] | list[list[str]] = Field(
+        default_factory=list, description="A key (list of columns) or several keys."
     )
+    exact_duplicates: Literal["keep", "drop", "quarantine"] = Field(
+        "keep", description="Rows identical in every column after the first."
+    )
+    references: list[Reference] = Field(default_factory=list)
+    freshness: Freshness | None = None
+    rows: RowCount | None = None
+    checks: list[Check] = Field(default_factory=list)
+    schema_changes: SchemaChanges = Field(default_factory=SchemaChanges)
+    max_quarantine_share: float = Field(0.05, ge=0.0, le=1.0)
+
+    @property
+    def unique_keys(self) -> list[list[str]]:
+        if not self.unique:
+            return []
+        return (
+            [[key] if isinstance(key, str) else list(key) for key in self.unique]
+            if isinstance(self.unique[0], list)
+            else [[str(c) for c in self.unique]]
+        )
 
 
 # --- integration -------------------------------------------------------------
 
+ConflictPolicy = Literal["latest", "priority", "most_complete", "fail"]
+
+
+class Union(_Section):
+    """The same entities from several sources, stacked and made unique by key.
+
+    Exact duplicates are removed; rows sharing a key are merged column by column with a
+    policy: latest (by ``timestamp``), priority (first source in ``priority`` that has a
+    value), most_complete (the row with the fewest nulls), or fail.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+    sources: list[str] = Field(min_length=2)
+    keys: list[str] = Field(min_length=1)
+    timestamp: str | None = None
+    priority: list[str] = Field(default_factory=list, description="Defaults to sources order.")
+    default: ConflictPolicy = "latest"
+    conflicts: dict[str, ConflictPolicy] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _latest_needs_time(self) -> Union:
+        uses_latest = self.default == "latest" or "latest" in self.conflicts.values()
+        if uses_latest and self.timestamp is None:
+            raise ValueError("the 'latest' policy needs a 'timestamp' column")
+        return self
+
+
+class AsOf(_Section):
+    """Point-in-time join: each left row takes the last right row at or before its time."""
+
+    left_on: str
+    right_on: str
+    tolerance: Duration | None = None
+    strategy: Literal["backward", "forward", "nearest"] = "backward"
+    allow_exact_matches: bool = True
+
 
 class Join(_Section):
     source: str
-    keys: list[str] = Field(min_length=1, description="Columns present in both tables.")
+    keys: list[str] = Field(
+        default_factory=list, description="Columns present in both tables (as-of: entity keys)."
+    )
     how: Literal["left", "inner"] = "left"
     validate_: Literal["m:1", "1:1", "1:m", "m:m"] = Field("m:1", alias="validate")
+    as_of: AsOf | None = None
+
+    @model_validator(mode="after")
+    def _keys_or_time(self) -> Join:
+        if not self.keys and self.as_of is None:
+            raise ValueError("a join needs 'keys', or 'as_of' for a point-in-time join")
+        return self
 
 
 class Integrate(_Section):
     base: str
+    unions: list[Union] = Field(default_factory=list)
     joins: list[Join] = Field(default_factory=list)
+    derive: dict[str, str] = Field(
+        default_factory=dict, description="New column: Polars SQL expression, after joins."
+    )
     drop: list[str] = Field(default_factory=list, description="Columns dropped after joining.")
+
+
+class Execution(_Section):
+    """Where data work runs: Polars in this process, or a Dask cluster."""
+
+    engine: Literal["polars", "dask"] = "polars"
+    address: str | None = Field(None, description="Dask scheduler; none: a local cluster.")
+    workers: int = Field(2, ge=1, le=256)
 
 
 # --- learning ----------------------------------------------------------------
@@ -156,8 +393,10 @@ class ProjectSpec(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     store: Store = Field(default_factory=Store)
     sources: dict[str, Source] = Field(min_length=1)
+    reconcile: dict[str, Reconcile] = Field(default_factory=dict)
     contracts: dict[str, Contract] = Field(default_factory=dict)
     integrate: Integrate | None = None
+    execution: Execution = Field(default_factory=Execution)
     target: Target
     split: Split = Field(default_factory=Split)
     train: Train = Field(default_factory=Train)
@@ -165,19 +404,21 @@ class ProjectSpec(_Section):
 
     @model_validator(mode="after")
     def _names_resolve(self) -> ProjectSpec:
-        known = set(self.sources)
-        for name in self.contracts:
-            if name not in known:
-                raise ValueError(f"contract for unknown source {name!r}; sources: {sorted(known)}")
+        sources = set(self.sources)
+        _known("reconcile", self.reconcile, sources)
+        _known("contracts", self.contracts, sources)
+        for name, contract in self.contracts.items():
+            _known(f"contracts.{name}.references", [r.source for r in contract.references], sources)
         if self.integrate is None:
             if len(self.sources) > 1:
                 raise ValueError("several sources need an 'integrate' section saying how to join")
             return self
-        for name in [self.integrate.base, *(j.source for j in self.integrate.joins)]:
-            if name not in known:
-                raise ValueError(
-                    f"integrate names unknown source {name!r}; sources: {sorted(known)}"
-                )
+        for union in self.integrate.unions:
+            _known(f"integrate.unions {union.name!r}", union.sources, sources)
+        tables = sources | {union.name for union in self.integrate.unions}
+        _known(
+            "integrate", [self.integrate.base, *(j.source for j in self.integrate.joins)], tables
+        )
         return self
 
     @property
@@ -190,22 +431,25 @@ class ProjectSpec(_Section):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _known(where: str, names: Iterable[str], known: set[str]) -> None:
+    for name in names:
+        if name not in known:
+            raise ValueError(f"{where} names unknown source {name!r}; known: {sorted(known)}")
+
+
 # --- loading -----------------------------------------------------------------
+
+
+_SOURCE_KINDS = {"csv", "parquet", "json", "jsonl", "sql", "http"}
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
-    for item in loc:
+    for index, item in enumerate(loc):
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in {"FileSource", "SqlSource"} or item in {
-            "csv",
-            "parquet",
-            "json",
-            "jsonl",
-            "sql",
-        }:
-            continue  # discriminator tags pydantic inserts; not part of the user's key path
+        elif index == 2 and loc[0] == "sources" and item in _SOURCE_KINDS:
+            continue  # the discriminator tag pydantic inserts; not part of the user's key path
         else:
             parts.append(f".{item}" if parts else str(item))
     return "".join(parts) or "(top level)"

@@ -166,7 +166,10 @@ def test_csv_file_end_to_end(read_file: ReadFile) -> None:
             r"column 'agee' is not in source 'src' \(did you mean 'age'\?\)",
         ),
         ({"unique": ["nope"]}, "column 'nope' is not in source 'src'"),
-        ({"strict_columns": True, "columns": {"age": {}}}, r"does not list: \['name'\]"),
+        (
+            {"schema_changes": {"added": "fail"}, "columns": {"age": {}}},
+            r"does not list: \['name'\]",
+        ),
         ({"columns": {"name": {"type": "str", "min": 1}}}, "min/max apply to int or float"),
         ({"columns": {"age": {"allowed": ["old"]}}}, "allowed value 'old' is not a number"),
     ],

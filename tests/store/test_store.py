@@ -3,10 +3,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from alembic import command
+from sqlalchemy import inspect
 
 from keelson.errors import IntegrityError, StoreError
-from keelson.store.database import current_revision, head_revision, upgrade
+from keelson.store.database import (
+    _alembic_config,
+    create_store_engine,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from keelson.store.store import StoreLocation, locate, open_store
 
 
@@ -18,17 +25,16 @@ def test_new_store_is_created_at_the_head_revision(tmp_path: Path) -> None:
 
 
 def test_outdated_store_is_refused_until_upgraded(tmp_path: Path) -> None:
-    store = open_store(locate(tmp_path))
-    with store.engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = 'old'"))
+    location = locate(tmp_path)
+    engine = create_store_engine(location.url)
+    (tmp_path / ".keelson").mkdir()
+    with engine.connect() as connection:
+        command.upgrade(_alembic_config(connection), "0001")
+        connection.commit()
     with pytest.raises(StoreError, match="keelson db upgrade"):
-        open_store(locate(tmp_path))
-    with store.engine.begin() as connection:
-        connection.execute(
-            text("UPDATE alembic_version SET version_num = :v"), {"v": head_revision()}
-        )
-    assert upgrade(store.engine) == (head_revision(), head_revision())
-    open_store(locate(tmp_path))
+        open_store(location)
+    assert upgrade(engine) == ("0001", head_revision())
+    assert "source_states" in inspect(open_store(location).engine).get_table_names()
 
 
 def test_environment_overrides_the_location(

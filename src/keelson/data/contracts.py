@@ -102,8 +102,8 @@ def validate(read: SourceRead, contract: Contract | None) -> Validation:
         .with_columns(pl.col("_row").cast(pl.Int64), *typed.values())
         .with_columns(_verdict(checks))
     )
-    if contract.unique:
-        judged = judged.with_columns(_unique_verdict(contract.unique, types))
+    for key in contract.unique_keys:
+        judged = judged.with_columns(_unique_verdict(key, types))
     ok = pl.col("_rule").is_null()
     kept = judged.filter(ok).select(
         pl.col(_tmp(c)).alias(c) if types.get(c) else pl.col(c) for c in frame.columns
@@ -180,7 +180,8 @@ def _check_columns(source: str, present: Sequence[str], contract: Contract) -> N
             where=f"source {source!r}",
             hint="Rename the columns in the source (e.g. with an alias in the SQL query).",
         )
-    for key, wanted in (("columns", list(contract.columns)), ("unique", contract.unique)):
+    keyed = [column for key in contract.unique_keys for column in key]
+    for key, wanted in (("columns", list(contract.columns)), ("unique", keyed)):
         for col in wanted:
             if col not in present:
                 raise ContractError(
@@ -190,11 +191,11 @@ def _check_columns(source: str, present: Sequence[str], contract: Contract) -> N
                     hint="Fix the column name in keelson.yaml or the source itself.",
                 )
     extra = [c for c in present if c not in contract.columns]
-    if contract.strict_columns and extra:
+    if contract.schema_changes.added == "fail" and extra:
         raise ContractError(
             f"source {source!r} has columns the contract does not list: {extra}.",
             where=f"contracts.{source}.columns",
-            hint="Add them to the contract, drop them at the source, or set strict_columns: false.",
+            hint="Add them to the contract, or set schema_changes.added to adopt or ignore.",
         )
 
 

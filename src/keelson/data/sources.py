@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from keelson.errors import SourceError
-from keelson.spec import FileSource, SqlSource
+from keelson.spec import FileSource, Source, SqlSource
 
 REJECTED_SCHEMA: dict[str, pl.DataType] = {
     "_row": pl.Int64(),
@@ -64,7 +64,7 @@ def connector(kind: str) -> Callable[[Connector], Connector]:
     return register
 
 
-def read_source(name: str, spec: FileSource | SqlSource, project_dir: Path) -> SourceRead:
+def read_source(name: str, spec: Source, project_dir: Path) -> SourceRead:
     """Read source ``name`` with the connector registered for its kind."""
     read = CONNECTORS.get(spec.kind)
     if read is None:

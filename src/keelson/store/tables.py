@@ -111,3 +111,27 @@ class Alias(Base):
     alias: Mapped[str] = mapped_column(String(50), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SourceState(Base):
+    """An incremental source: its watermark and the snapshot of every row read so far."""
+
+    __tablename__ = "source_states"
+    project: Mapped[str] = mapped_column(String(100), primary_key=True)
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    watermark: Mapped[dict[str, Any]] = mapped_column()  # {"column", "value", "dtype"}
+    snapshot_sha256: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CacheEntry(Base):
+    """A step's cached output, under a key stored with the parts it was made from."""
+
+    __tablename__ = "step_cache"
+    project: Mapped[str] = mapped_column(String(100), primary_key=True)
+    step: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parts: Mapped[dict[str, Any]] = mapped_column()  # {"code": …, "inputs": {…}, "params": …}
+    output: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
