@@ -1,7 +1,7 @@
 """``keelson run``: raw sources to a registered model, one metered step at a time.
 
-read → validate (quarantine) → integrate → version → split → search → final fit
-(threshold, test with intervals) → register (+ alias) → report.
+data stage (read, reconcile, validate, quarantine, integrate, profile, version; cached)
+→ split → search → final fit (threshold, test with intervals) → register (+ alias) → report.
 """
 
 from __future__ import annotations
@@ -14,11 +14,8 @@ from typing import Any
 import polars as pl
 
 from keelson import __version__
-from keelson.data.contracts import Validation, enforce, validate, write_quarantine
-from keelson.data.integrate import integrate
+from keelson.data.pipeline import DataResult, prepare_data
 from keelson.data.profile import profile
-from keelson.data.sources import SourceRead, read_source
-from keelson.data.versions import save_version
 from keelson.errors import KeelsonError
 from keelson.registry import versions as registry
 from keelson.registry.signature import Signature
@@ -57,37 +54,6 @@ def run(ctx: RunContext) -> RunResult:
     return result
 
 
-def _ingest(ctx: RunContext) -> tuple[dict[str, pl.DataFrame], list[Validation], list[SourceRead]]:
-    reads, validations = [], []
-    for name, source in ctx.spec.sources.items():
-        with ctx.step(f"read.{name}") as detail:
-            read = read_source(name, source, ctx.project_dir)
-            detail.update(rows=read.rows_in, rejected=read.rejected.height)
-        with ctx.step(f"validate.{name}") as detail:
-            validation = validate(read, ctx.spec.contracts.get(name))
-            detail.update(validation.summary())
-        reads.append(read)
-        validations.append(validation)
-    quarantine = write_quarantine(validations, ctx.output_dir / "quarantine.parquet")
-    ctx.log_params({"quarantine": ctx.save_artifact("quarantine", quarantine, "parquet")})
-    for validation in validations:
-        enforce(validation, ctx.spec.contracts.get(validation.source))
-    return {v.source: v.kept for v in validations}, validations, reads
-
-
-def _version(ctx: RunContext, table: pl.DataFrame, reads: list[SourceRead]) -> DatasetVersion:
-    with ctx.step("version") as detail:
-        lineage = {
-            "sources": {read.name: read.fingerprint for read in reads},
-            "spec_sha256": ctx.spec.digest(),
-            "keelson_version": __version__,
-            "run_id": ctx.run_id,
-        }
-        version, created = save_version(ctx.store, ctx.spec.name, table, lineage, ctx.run_id)
-        detail.update(version=version.id, created=created, rows=table.height)
-    return version
-
-
 def _labelled(frame: pl.DataFrame, ctx: RunContext) -> LabelledRows:
     features, labels = features_and_labels(frame, ctx.spec.target)
     return LabelledRows(features, labels)
@@ -110,12 +76,9 @@ def _train(ctx: RunContext, splits: Splits) -> tuple[SearchResult, FinalModel]:
 
 
 def _run(ctx: RunContext) -> RunResult:
-    frames, validations, reads = _ingest(ctx)
-    with ctx.step("integrate") as detail:
-        table, joins = integrate(frames, ctx.spec.integrate)
-        classes = classes_of(table, ctx.spec.target)
-        detail.update(rows=table.height, columns=table.width, joins=joins)
-    dataset = _version(ctx, table, reads)
+    data = prepare_data(ctx)
+    table, dataset = data.table, data.version
+    classes = classes_of(table, ctx.spec.target)
     with ctx.step("split") as detail:
         splits = split(table, ctx.spec.target.column, ctx.spec.split)
         detail.update(splits.sizes())
@@ -132,9 +95,7 @@ def _run(ctx: RunContext) -> RunResult:
     report_path = ctx.output_dir / "report.html"
     with ctx.step("report"):
         run_report.write(
-            _report(
-                ctx, table, classes, dataset, validations, reads, result, final, version.version
-            ),
+            _report(ctx, data, classes, result, final, version.version),
             report_path,
         )
         ctx.save_artifact("report", report_path, "html")
@@ -198,16 +159,13 @@ def _register(
 
 def _report(
     ctx: RunContext,
-    table: pl.DataFrame,
+    data: DataResult,
     classes: list[str],
-    dataset: DatasetVersion,
-    validations: list[Validation],
-    reads: list[SourceRead],
     result: SearchResult,
     final: FinalModel,
     model_version: int,
 ) -> run_report.RunReport:
-    kinds = {read.name: read.fingerprint for read in reads}
+    table, dataset = data.table, data.version
     positives = (table[ctx.spec.target.column].cast(pl.String) == classes[1]).to_numpy()
     return run_report.RunReport(
         project=ctx.spec.name,
@@ -226,12 +184,8 @@ def _report(
             "negative": classes[0],
             "positive_share": float(positives.mean()),
         },
-        sources=[
-            v.summary()
-            | {"kind": kinds[v.source].get("kind"), "location": kinds[v.source].get("location")}
-            for v in validations
-        ],
-        quarantine_path=str(ctx.output_dir / "quarantine.parquet"),
+        sources=data.sources,
+        quarantine_path=None if data.reused else str(ctx.output_dir / "quarantine.parquet"),
         profile=profile(table),
         search=[trial.to_dict() for trial in result.trials],
         search_metric=result.metric,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from keelson import __version__
-from keelson.cli import admin, models, serve, train
+from keelson.cli import admin, data, models, serve, train
 
 app = typer.Typer(
     name="keelson",
@@ -17,6 +17,8 @@ app = typer.Typer(
 app.command()(train.run)
 app.command()(serve.serve)
 app.command()(admin.init)
+app.command()(data.explain)
+app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(admin.db, name="db")
 app.add_typer(admin.spec, name="spec")

@@ -1,127 +1,219 @@
-"""Contracts: validate a source against its rules, quarantining every failing row.
+"""Contracts: validate a source against its rules; keep, warn, quarantine or stop.
 
-All checks are Polars expressions evaluated in one pass; no Python loop over rows.
-Each input row ends up exactly once in ``kept`` or in ``quarantined`` (with the
-first failing rule, and every reason), so ``rows_in == kept + quarantined`` always.
+Row rules are compiled once (:mod:`keelson.data.rules`) and evaluated in one pass;
+reasons are built only for the rows that fail. Each parsed row ends up exactly once in
+``kept``, in ``quarantined`` (with its first failing rule and every reason) or, when
+``exact_duplicates: drop`` removes it, in ``removed``; rows the connector could not parse
+are quarantined too. So ``rows_in == kept + quarantined + removed``, always.
+
+Severities: ``warn`` reports the rule and keeps the row; ``quarantine`` moves the row to
+the quarantine; ``fail`` moves it there too and makes :func:`enforce` stop the run.
 """
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import os
+import re
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from keelson import __version__
+from keelson.data.rules import (
+    CompiledRules,
+    RowRule,
+    as_text,
+    cast_to,
+    compile_rules,
+    conversion_failures,
+    did_you_mean,
+    key_value,
+    later_duplicates,
+    mask_name,
+    raw_name,
+    retype_candidates,
+    shown,
+)
 from keelson.data.sources import SourceRead
 from keelson.errors import ContractError
-from keelson.spec import ColumnRule, ColumnType, Contract
+from keelson.spec import Contract, Freshness, RowCount, Severity
 
 META_COLUMNS = ("_row", "_rule", "_column", "_reason", "_raw")
 RESERVED = {*META_COLUMNS, "_source"}
 DEFAULT_MAX_SHARE = 0.05
 QUARANTINE_FORMAT = "1"
+EXAMPLES = 5
+_SCANNED = 200  # failing rows scanned for distinct example values
+_ROW = "_row"
+_FIRST = "\x00first"
+_typed = cast_to  # the old private name, still imported by keelson.data.reconcile
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
-_DTYPES: dict[ColumnType, pl.DataType] = {
-    "int": pl.Int64(),
-    "float": pl.Float64(),
-    "str": pl.String(),
-    "bool": pl.Boolean(),
-    "date": pl.Date(),
-    "datetime": pl.Datetime("us"),
-}
-_BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
-_DATETIME_FORMATS = (
-    "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M",
-    "%Y-%m-%d %H:%M",
-    "%Y-%m-%d",
-)
-_DATETIME_TZ_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
+
+@dataclass(frozen=True)
+class Finding:
+    """What one rule found: how many rows break it, a few failing values and rows.
+
+    ``count`` is the number of rows for a row rule and 1 for a table-level rule
+    (freshness, rows) or a schema change; ``where`` is the rule's
+    key path in keelson.yaml; ``examples`` are up to five distinct failing values (as
+    text) and ``rows`` the first failing row numbers.
+    """
+
+    rule: str
+    column: str | None
+    severity: Severity
+    count: int
+    message: str
+    where: str
+    examples: list[str | None] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        """One line, e.g. ``min on 'age': below min 0 (3 rows, e.g. -1, -5)``."""
+        on = f" on {self.column!r}" if self.column else ""
+        if not self.rows:
+            return f"{self.rule}{on}: {self.message}"
+        return f"{self.rule}{on}: {self.message} ({_counted(self)})"
+
+
+def _counted(finding: Finding) -> str:
+    examples = ", ".join(repr(e) if e is not None else "null" for e in finding.examples)
+    return f"{finding.count} rows" + (f", e.g. {examples}" if examples else "")
 
 
 @dataclass(frozen=True)
 class Validation:
-    """The outcome of validating one source: kept rows, quarantined rows with reasons."""
+    """The outcome of validating one source: kept rows, quarantined rows, findings."""
 
     source: str
     kept: pl.DataFrame
     quarantined: pl.DataFrame
     rows_in: int
+    removed: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    schema_changes: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warn"]
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "fail"]
 
     @property
     def share(self) -> float:
         return self.quarantined.height / self.rows_in if self.rows_in else 0.0
 
-    def summary(self) -> dict[str, Any]:
+    def reasons(self) -> dict[str, int]:
+        """Quarantined rows per reason code (each row counted once, by its first rule)."""
         counts = (
             self.quarantined.group_by("_rule")
             .len()
             .sort(["len", "_rule"], descending=[True, False])
         )
+        return dict(zip(counts["_rule"].to_list(), counts["len"].to_list(), strict=True))
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-serialisable account of the validation."""
         return {
             "source": self.source,
             "rows_in": self.rows_in,
             "kept": self.kept.height,
             "quarantined": self.quarantined.height,
+            "removed": self.removed,
             "share": self.share,
-            "reasons": dict(zip(counts["_rule"].to_list(), counts["len"].to_list(), strict=True)),
+            "reasons": self.reasons(),
+            "warnings": [f.to_dict() for f in self.warnings],
+            "failures": [f.to_dict() for f in self.failures],
+            "schema_changes": [dict(change) for change in self.schema_changes],
         }
 
 
-@dataclass(frozen=True)
-class _Check:
-    rule: str
-    column: str | None
-    fails: pl.Expr
-    reason: pl.Expr
+@dataclass
+class _Outcome:
+    """What validation found so far: quarantined parts, findings and removed rows."""
+
+    columns: list[str]
+    quarantine: list[pl.DataFrame] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    removed: int = 0
 
 
-def validate(read: SourceRead, contract: Contract | None) -> Validation:
-    """Apply ``contract`` to ``read``: cast declared types, quarantine every failing row."""
+def validate(
+    read: SourceRead,
+    contract: Contract | None,
+    references: Mapping[str, pl.DataFrame] | None = None,
+    now: datetime | None = None,
+) -> Validation:
+    """Apply ``contract`` to ``read``: cast declared types, then keep, warn or quarantine.
+
+    ``references`` holds the kept rows of the sources this contract references (validate
+    them first: :func:`validation_order`); ``now`` is the reference time for freshness.
+    """
     contract = contract if contract is not None else Contract()
-    frame = read.frame
-    _check_columns(read.name, frame.columns, contract)
-    types = {
-        c: _effective_type(read.name, c, r, frame.schema[c]) for c, r in contract.columns.items()
+    _check_reserved(read.name, read.frame.columns)
+    source_schema = read.frame.schema
+    frame = read.frame.with_row_index(_ROW, offset=1).with_columns(pl.col(_ROW).cast(pl.Int64))
+    adopted = _adopted(frame, contract, source_schema)
+    compiled = compile_rules(
+        contract, source_schema, source=read.name, references=references, adopted=adopted
+    )
+    outcome = _Outcome(list(read.frame.columns))
+    prepared = _exact_duplicates(compiled.prepare(frame), compiled, contract, outcome)
+    judged = prepared.with_columns(compiled.masks())
+    excluded = _row_rules(judged, compiled, outcome)
+    excluded = _unique_keys(judged, compiled, excluded, outcome)
+    kept = judged.select(compiled.output)
+    kept = kept.filter(~excluded) if excluded is not None else kept
+    changes, failures = _schema_changes(compiled, contract, source_schema, adopted, outcome)
+    table = [_freshness(kept, compiled, contract.freshness, now), _row_count(read, contract.rows)]
+    return Validation(
+        source=read.name,
+        kept=kept,
+        quarantined=pl.concat([_parsed_quarantine(outcome), _rejected_rows(read)]),
+        rows_in=read.rows_in,
+        removed=outcome.removed,
+        findings=failures + outcome.findings + [f for f in table if f is not None],
+        schema_changes=changes,
+    )
+
+
+def validation_order(contracts: Mapping[str, Contract], sources: Iterable[str]) -> list[str]:
+    """``sources`` in spec order, except that a referenced source comes before its users."""
+    pending = list(sources)
+    needs = {
+        name: {r.source for r in contracts[name].references} if name in contracts else set()
+        for name in pending
     }
-    typed = {c: _typed(pl.col(c), frame.schema[c], t).alias(_tmp(c)) for c, t in types.items() if t}
-    checks = [
-        check
-        for col, rule in contract.columns.items()
-        for check in _column_checks(read.name, col, rule, types[col], frame.schema[col])
-    ]
-    judged = (
-        frame.with_row_index("_row", offset=1)
-        .with_columns(pl.col("_row").cast(pl.Int64), *typed.values())
-        .with_columns(_verdict(checks))
-    )
-    for key in contract.unique_keys:
-        judged = judged.with_columns(_unique_verdict(key, types))
-    ok = pl.col("_rule").is_null()
-    kept = judged.filter(ok).select(
-        pl.col(_tmp(c)).alias(c) if types.get(c) else pl.col(c) for c in frame.columns
-    )
-    failed = judged.filter(~ok).select(
-        *(_as_text(c, frame.schema[c]) for c in frame.columns),
-        "_row",
-        "_rule",
-        "_column",
-        "_reason",
-        pl.lit(None, pl.String).alias("_raw"),
-    )
-    quarantined = pl.concat([failed, _rejected_rows(read, frame.columns)], how="vertical")
-    return Validation(read.name, kept, quarantined, read.rows_in)
+    order: list[str] = []
+    while pending:
+        ready = next((s for s in pending if needs[s] <= set(order)), None)
+        if ready is None:
+            raise ContractError(
+                f"the references of sources {pending} form a cycle; no order validates them.",
+                where="contracts",
+                hint="A source cannot reference itself or a source that references it back.",
+            )
+        order.append(ready)
+        pending.remove(ready)
+    return order
 
 
 def enforce(validation: Validation, contract: Contract | None) -> None:
-    """Raise :class:`ContractError` when too large a share of the source was quarantined."""
+    """Raise :class:`ContractError` on a failed rule or too large a quarantined share."""
+    if validation.failures:
+        _raise_failures(validation)
     limit = contract.max_quarantine_share if contract else DEFAULT_MAX_SHARE
     if validation.share <= limit:
         return
@@ -131,9 +223,8 @@ def enforce(validation: Validation, contract: Contract | None) -> None:
         .sort(["len", "_rule"], descending=[True, False])
         .head(3)
     )
-    reasons = ", ".join(
-        f"{rule}{f' on {col!r}' if col else ''} ({n})" for rule, col, n in top.iter_rows()
-    )
+    found = {(f.rule, f.column): f for f in validation.findings}
+    reasons = ", ".join(_top_reason(rule, col, n, found) for rule, col, n in top.iter_rows())
     raise ContractError(
         f"{validation.share:.1%} of {validation.rows_in} rows were quarantined, above the "
         f"limit of {limit:.1%}; top reasons: {reasons}.",
@@ -169,10 +260,18 @@ def write_quarantine(validations: list[Validation], path: Path) -> Path:
     return path
 
 
-# --- structure -----------------------------------------------------------------
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``36h``, ``7d``, ``1.5w``, ``250ms`` as a timedelta."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r}")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
 
 
-def _check_columns(source: str, present: Sequence[str], contract: Contract) -> None:
+# --- errors ----------------------------------------------------------------------
+
+
+def _check_reserved(source: str, present: Sequence[str]) -> None:
     reserved = sorted(RESERVED.intersection(present))
     if reserved:
         raise ContractError(
@@ -180,281 +279,433 @@ def _check_columns(source: str, present: Sequence[str], contract: Contract) -> N
             where=f"source {source!r}",
             hint="Rename the columns in the source (e.g. with an alias in the SQL query).",
         )
-    keyed = [column for key in contract.unique_keys for column in key]
-    for key, wanted in (("columns", list(contract.columns)), ("unique", keyed)):
-        for col in wanted:
-            if col not in present:
-                raise ContractError(
-                    f"column {col!r} is not in source {source!r}{_did_you_mean(col, present)}; "
-                    f"the source has {list(present)}.",
-                    where=f"contracts.{source}.{key}",
-                    hint="Fix the column name in keelson.yaml or the source itself.",
-                )
-    extra = [c for c in present if c not in contract.columns]
-    if contract.schema_changes.added == "fail" and extra:
-        raise ContractError(
-            f"source {source!r} has columns the contract does not list: {extra}.",
-            where=f"contracts.{source}.columns",
-            hint="Add them to the contract, or set schema_changes.added to adopt or ignore.",
-        )
 
 
-def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _effective_type(
-    source: str, col: str, rule: ColumnRule, dtype: pl.DataType
-) -> ColumnType | None:
-    """The declared type; a range on an undeclared text column implies ``float``."""
-    ranged = rule.min is not None or rule.max is not None
-    if ranged and rule.type not in (None, "int", "float"):
-        raise ContractError(
-            f"min/max apply to int or float columns, not {rule.type}.",
-            where=f"contracts.{source}.columns.{col}",
-            hint="Remove min/max or declare `type: int` or `type: float`.",
-        )
-    if rule.type is None and ranged and not dtype.is_numeric():
-        return "float"
-    return rule.type
-
-
-def _tmp(col: str) -> str:
-    return f"{col}\x00typed"
-
-
-def _value(col: str, kind: ColumnType | None) -> pl.Expr:
-    return pl.col(_tmp(col)) if kind else pl.col(col)
-
-
-# --- casting -------------------------------------------------------------------
-
-
-def _typed(expr: pl.Expr, dtype: pl.DataType, kind: ColumnType) -> pl.Expr:
-    """``expr`` cast to ``kind``; a value that cannot be cast becomes null."""
-    if dtype == _DTYPES[kind] or kind == "str":
-        return expr.cast(_DTYPES[kind])
-    if dtype == pl.String:
-        expr = expr.str.strip_chars()
-    return _CASTS[kind](expr, dtype)
-
-
-def _to_int(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    if dtype.is_integer() or dtype == pl.Boolean:
-        return expr.cast(pl.Int64, strict=False)
-    as_float = expr.cast(pl.Float64, strict=False)
-    whole = as_float.is_finite() & (as_float.floor() == as_float) & (as_float.abs() < 2.0**63)
-    from_float = pl.when(whole).then(as_float).cast(pl.Int64, strict=False)
-    if dtype == pl.String:
-        return pl.coalesce(expr.cast(pl.Int64, strict=False), from_float)
-    return from_float
-
-
-def _to_float(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    return expr.cast(pl.Float64, strict=False)
-
-
-def _to_bool(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    if dtype == pl.String:
-        return expr.str.to_lowercase().replace_strict(_BOOLS, default=None, return_dtype=pl.Boolean)
-    if dtype.is_numeric():
-        return pl.when(expr == 1).then(True).when(expr == 0).then(False)
-    return expr.cast(pl.Boolean, strict=False)
-
-
-def _to_date(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    if dtype == pl.String:
-        return expr.str.to_date("%Y-%m-%d", strict=False)
-    return expr.cast(pl.Date, strict=False)
-
-
-def _to_datetime(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-        return expr.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(pl.Datetime("us"))
-    if dtype != pl.String:
-        return expr.cast(pl.Datetime("us"), strict=False)
-    naive = [expr.str.to_datetime(f, strict=False, time_unit="us") for f in _DATETIME_FORMATS]
-    aware = [
-        expr.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC").dt.replace_time_zone(
-            None
-        )
-        for f in _DATETIME_TZ_FORMATS
-    ]
-    return pl.coalesce(*naive, *aware)
-
-
-_CASTS: dict[ColumnType, Callable[[pl.Expr, pl.DataType], pl.Expr]] = {
-    "int": _to_int,
-    "float": _to_float,
-    "bool": _to_bool,
-    "date": _to_date,
-    "datetime": _to_datetime,
-}
-
-
-def _as_text(col: str, dtype: pl.DataType) -> pl.Expr:
-    """The value as text, as close as possible to how it came (nested values as JSON)."""
-    if dtype.is_nested():
-        encoded = pl.struct(pl.col(col).alias("v")).struct.json_encode()
-        text = encoded.str.strip_prefix('{"v":').str.strip_suffix("}")
-        return pl.when(pl.col(col).is_not_null()).then(text).alias(col)
-    return pl.col(col).cast(pl.String).alias(col)
-
-
-# --- rules ---------------------------------------------------------------------
-
-
-def _say(*parts: str | pl.Expr) -> pl.Expr:
-    return pl.concat_str([pl.lit(p) if isinstance(p, str) else p for p in parts])
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def _column_checks(
-    source: str, col: str, rule: ColumnRule, kind: ColumnType | None, dtype: pl.DataType
-) -> list[_Check]:
-    """Every check of one column, in order: type, null, min, max, allowed."""
-    raw = _as_text(col, dtype)
-    value = _value(col, kind)
-    checks = []
-    if kind and kind != "str":
-        what = kind if rule.type else "number"
-        checks.append(
-            _Check(
-                "type",
-                col,
-                pl.col(col).is_not_null() & value.is_null(),
-                _say(f"{col}=", raw, f" is not {'an' if what == 'int' else 'a'} {what}"),
-            )
-        )
-    if not rule.nullable:
-        checks.append(
-            _Check("null", col, pl.col(col).is_null(), _say(f"{col} is null (nullable: false)"))
-        )
-    if rule.min is not None:
-        checks.append(
-            _Check(
-                "min", col, value < rule.min, _say(f"{col}=", raw, f" below min {_num(rule.min)}")
-            )
-        )
-    if rule.max is not None:
-        checks.append(
-            _Check(
-                "max", col, value > rule.max, _say(f"{col}=", raw, f" above max {_num(rule.max)}")
-            )
-        )
-    if rule.allowed is not None:
-        checks.append(_allowed_check(source, col, rule.allowed, value, raw, kind, dtype))
-    return checks
-
-
-def _allowed_check(
-    source: str,
-    col: str,
-    allowed: list[str | int | float | bool],
-    value: pl.Expr,
-    raw: pl.Expr,
-    kind: ColumnType | None,
-    dtype: pl.DataType,
-) -> _Check:
-    target = _DTYPES[kind] if kind else dtype
-    if target.is_numeric():
-        members: list[Any] = [_allowed_number(source, col, v) for v in allowed]
-        inside = value.cast(pl.Float64).is_in(pl.Series(members, dtype=pl.Float64).implode())
-    elif target == pl.Boolean:
-        members = [_allowed_bool(source, col, v) for v in allowed]
-        inside = value.is_in(pl.Series(members, dtype=pl.Boolean).implode())
-    else:
-        members = [_allowed_text(v) for v in allowed]
-        inside = value.cast(pl.String).is_in(pl.Series(members, dtype=pl.String).implode())
-    shown = ", ".join(str(_allowed_text(v)) for v in allowed)
-    return _Check(
-        "allowed",
-        col,
-        value.is_not_null() & ~inside,
-        _say(f"{col}=", raw, f" not in allowed [{shown}]"),
+def _raise_failures(validation: Validation) -> None:
+    failures = validation.failures
+    wheres = ", ".join(dict.fromkeys(f.where for f in failures))
+    raise ContractError(
+        f"{len(failures)} rule{'s' if len(failures) > 1 else ''} with severity fail broke: "
+        + "; ".join(f.describe() for f in failures)
+        + ".",
+        where=f"source {validation.source!r}",
+        hint=f"Fix the data, or change the rule in keelson.yaml ({wheres}); "
+        "severity warn reports a rule without stopping the run.",
     )
 
 
-def _allowed_text(v: str | int | float | bool) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    return _num(v) if isinstance(v, float) else str(v)
+def _top_reason(rule: str, col: str | None, n: int, found: Mapping[Any, Finding]) -> str:
+    finding = found.get((rule, col))
+    examples = ", ".join(repr(e) for e in finding.examples if e is not None) if finding else ""
+    return f"{rule}{f' on {col!r}' if col else ''} ({n}{f', e.g. {examples}' if examples else ''})"
 
 
-def _allowed_number(source: str, col: str, v: str | int | float | bool) -> float:
-    try:
-        if isinstance(v, bool):
-            raise ValueError
-        return float(v)
-    except ValueError:
-        raise ContractError(
-            f"allowed value {v!r} is not a number but column {col!r} is numeric.",
-            where=f"contracts.{source}.columns.{col}.allowed",
-            hint="List numbers, or declare `type: str` to compare as text.",
-        ) from None
+# --- row rules -----------------------------------------------------------------------
 
 
-def _allowed_bool(source: str, col: str, v: str | int | float | bool) -> bool:
-    text = _allowed_text(v).lower()
-    if text not in _BOOLS:
-        raise ContractError(
-            f"allowed value {v!r} is not a boolean but column {col!r} is bool.",
-            where=f"contracts.{source}.columns.{col}.allowed",
-            hint="List true/false, or declare `type: str` to compare as text.",
-        )
-    return _BOOLS[text]
+def _row_rules(
+    judged: pl.DataFrame, compiled: CompiledRules, outcome: _Outcome
+) -> pl.Series | None:
+    """Findings of every row rule; quarantine rows breaking a quarantine or fail rule.
+
+    Returns the mask of rows excluded from ``kept`` (None when every row passes).
+    """
+    if not compiled.rules:
+        return None
+    counts = judged.select(pl.col(mask_name(i)).sum() for i in range(len(compiled.rules))).row(0)
+    hits = [(i, rule) for i, rule in enumerate(compiled.rules) if counts[i]]
+    outcome.findings += _row_findings(judged, hits, counts)
+    blocking = [(i, rule) for i, rule in hits if rule.severity != "warn"]
+    if not blocking:
+        return None
+    excluded = judged.select(pl.any_horizontal(pl.col(mask_name(i)) for i, _ in blocking))
+    mask = excluded.to_series()
+    rule, column, reason = _verdict(blocking)
+    outcome.quarantine.append(
+        _quarantine_rows(judged[mask.arg_true()], compiled, outcome, rule, column, reason)
+    )
+    return mask
 
 
-def _verdict(checks: list[_Check]) -> list[pl.Expr]:
-    """``_rule``/``_column`` of the first failing check and ``_reason`` joining them all."""
-    if not checks:
-        return [pl.lit(None, pl.String).alias(name) for name in ("_rule", "_column", "_reason")]
-    fails = [c.fails.fill_null(False) for c in checks]
+def _row_findings(
+    judged: pl.DataFrame, hits: list[tuple[int, RowRule]], counts: Sequence[int]
+) -> list[Finding]:
+    """One finding per rule that some row breaks, with example values and rows.
+
+    Examples come from the first failing rows of each rule, gathered once into a small
+    frame, so no value is formatted for the rows that pass.
+    """
+    if not hits:
+        return []
+    first = judged.select(
+        pl.col(mask_name(i)).arg_true().head(_SCANNED).alias(str(i)).implode() for i, _ in hits
+    )
+    positions = pl.concat([first[c].explode() for c in first.columns]).unique().sort()
+    sample = judged[positions]
+    exprs = []
+    for i, rule in hits:
+        fails = pl.col(mask_name(i))
+        exprs.append(pl.col(_ROW).filter(fails).head(EXAMPLES).implode().alias(f"r{i}"))
+        if rule.value is not None:
+            examples = rule.value.filter(fails).unique(maintain_order=True).head(EXAMPLES)
+            exprs.append(examples.implode().alias(f"v{i}"))
+    found = sample.select(exprs).row(0, named=True)
     return [
-        pl.coalesce(
-            pl.when(f).then(pl.lit(c.rule)) for f, c in zip(fails, checks, strict=True)
-        ).alias("_rule"),
-        pl.coalesce(
-            pl.when(f).then(pl.lit(c.column, pl.String)) for f, c in zip(fails, checks, strict=True)
-        ).alias("_column"),
+        Finding(
+            rule=rule.code,
+            column=rule.column,
+            severity=rule.severity,
+            count=counts[i],
+            message=rule.describe,
+            where=rule.where,
+            examples=found.get(f"v{i}", []),
+            rows=found[f"r{i}"],
+        )
+        for i, rule in hits
+    ]
+
+
+def _verdict(failing: list[tuple[int, RowRule]]) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """``_rule``/``_column`` of the first failing rule and ``_reason`` joining them all."""
+    fails = [(pl.col(mask_name(i)), rule) for i, rule in failing]
+    return (
+        pl.coalesce(pl.when(f).then(pl.lit(r.code)) for f, r in fails),
+        pl.coalesce(pl.when(f).then(pl.lit(r.column, pl.String)) for f, r in fails),
         pl.concat_str(
-            [pl.when(f).then(c.reason) for f, c in zip(fails, checks, strict=True)],
-            separator="; ",
-            ignore_nulls=True,
-        )
-        .replace("", None)
-        .alias("_reason"),
-    ]
+            [pl.when(f).then(r.reason) for f, r in fails], separator="; ", ignore_nulls=True
+        ),
+    )
 
 
-def _unique_verdict(key: list[str], types: dict[str, ColumnType | None]) -> list[pl.Expr]:
-    """Quarantine later duplicates of the key among rows that passed every other rule."""
-    values = [_value(c, types.get(c)) for c in key]
-    passing = pl.col("_rule").is_null()
-    dup = passing & ~pl.struct(values).is_first_distinct().over(passing)
-    first = pl.col("_row").min().over(passing, *values).cast(pl.String)
-    shown: list[str | pl.Expr] = []
-    for i, col in enumerate(key):
-        shown += [f"{', ' if i else ''}{col}=", pl.col(col).cast(pl.String).fill_null("null")]
-    reason = _say("duplicate key ", *shown, " (first at row ", first, ")")
-    return [
-        pl.when(dup).then(pl.lit("unique")).otherwise("_rule").alias("_rule"),
-        pl.when(dup).then(pl.lit(", ".join(key))).otherwise("_column").alias("_column"),
-        pl.when(dup).then(reason).otherwise("_reason").alias("_reason"),
-    ]
+def _quarantine_rows(
+    rows: pl.DataFrame,
+    compiled: CompiledRules,
+    outcome: _Outcome,
+    rule: pl.Expr,
+    column: pl.Expr,
+    reason: pl.Expr,
+) -> pl.DataFrame:
+    """Rows shaped for the quarantine: source values as text, then the bookkeeping."""
+    return rows.select(
+        *(compiled.text(c) for c in outcome.columns),
+        pl.col(_ROW),
+        rule.alias("_rule"),
+        column.alias("_column"),
+        reason.alias("_reason"),
+        pl.lit(None, pl.String).alias("_raw"),
+    )
 
 
-def _rejected_rows(read: SourceRead, columns: Sequence[str]) -> pl.DataFrame:
+def _parsed_quarantine(outcome: _Outcome) -> pl.DataFrame:
+    schema = {c: pl.String for c in outcome.columns} | {_ROW: pl.Int64}
+    empty = pl.DataFrame(schema=schema | dict.fromkeys(META_COLUMNS[1:], pl.String))
+    return pl.concat([empty, *outcome.quarantine]).sort(_ROW)
+
+
+def _rejected_rows(read: SourceRead) -> pl.DataFrame:
     """Rows the connector could not parse, shaped like the other quarantined rows."""
     return read.rejected.select(
-        *(pl.lit(None, pl.String).alias(c) for c in columns),
+        *(pl.lit(None, pl.String).alias(c) for c in read.frame.columns),
         pl.col("_row").cast(pl.Int64),
         pl.col("_rule").cast(pl.String),
         pl.lit(None, pl.String).alias("_column"),
         pl.col("_reason").cast(pl.String),
         pl.col("_raw").cast(pl.String),
     )
+
+
+# --- keys and duplicates -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Repeats:
+    """Later duplicates of a key: their positions in the frame and their rows (with the
+    row number of the first occurrence, in ``_FIRST``)."""
+
+    at: pl.Series
+    rows: pl.DataFrame
+
+
+def _repeats(frame: pl.DataFrame, key: list[str], excluded: pl.Series | None) -> _Repeats | None:
+    """Later duplicates of ``key`` among the rows not ``excluded`` (nulls compare equal).
+
+    Exact and fast: rows whose key hash occurs twice are the only candidates (a sort of
+    the hashes finds them); the keys themselves are compared on those candidates only.
+    """
+    hashes = frame.select(key_value(key).hash()).to_series()
+    live = hashes if excluded is None else hashes.filter(~excluded)
+    ordered = live.sort()
+    repeated = ordered.filter(ordered == ordered.shift(1))
+    if repeated.is_empty():
+        return None
+    candidate = hashes.is_in(repeated.implode())
+    at = (candidate if excluded is None else candidate & ~excluded).arg_true()
+    rows = frame[at]
+    later = rows.select(later_duplicates(key)).to_series()
+    if not later.any():
+        return None  # the hashes collided; the keys differ
+    return _Repeats(
+        at.filter(later), rows.filter(later).with_columns(_first_rows(rows, key, later))
+    )
+
+
+def _first_rows(frame: pl.DataFrame, key: Sequence[str], later: pl.Series) -> pl.Series:
+    """For each later duplicate, the row number of the first row with the same key."""
+    repeated = frame.filter(later).select(key)
+    firsts = frame.filter(~later).select(*key, pl.col(_ROW).alias(_FIRST))
+    joined = repeated.join(
+        firsts, on=list(key), how="left", nulls_equal=True, maintain_order="left"
+    )
+    return joined[_FIRST]
+
+
+def _exact_duplicates(
+    prepared: pl.DataFrame, compiled: CompiledRules, contract: Contract, outcome: _Outcome
+) -> pl.DataFrame:
+    """Set aside rows identical in every source column to an earlier row (drop/quarantine)."""
+    if contract.exact_duplicates == "keep" or not outcome.columns:
+        return prepared
+    key = [raw_name(c) if c in compiled.casts else c for c in outcome.columns]
+    repeats = _repeats(prepared, key, None)
+    if repeats is None:
+        return prepared
+    remaining = prepared.filter(~_mask(prepared.height, repeats.at))
+    if contract.exact_duplicates == "drop":
+        outcome.removed = repeats.at.len()
+        return remaining
+    reason = pl.concat_str(pl.lit("exact duplicate of row "), pl.col(_FIRST).cast(pl.String))
+    outcome.quarantine.append(
+        _quarantine_rows(
+            repeats.rows, compiled, outcome, pl.lit("duplicate"), pl.lit(None, pl.String), reason
+        )
+    )
+    outcome.findings.append(
+        Finding(
+            rule="duplicate",
+            column=None,
+            severity="quarantine",
+            count=repeats.at.len(),
+            message="exact duplicate of an earlier row",
+            where=f"contracts.{compiled.source}.exact_duplicates",
+            rows=repeats.rows[_ROW].head(EXAMPLES).to_list(),
+        )
+    )
+    return remaining
+
+
+def _mask(height: int, at: pl.Series) -> pl.Series:
+    """True at the positions ``at`` of a frame of ``height`` rows."""
+    return pl.repeat(False, height, dtype=pl.Boolean, eager=True).scatter(at, True)
+
+
+def _unique_keys(
+    judged: pl.DataFrame, compiled: CompiledRules, excluded: pl.Series | None, outcome: _Outcome
+) -> pl.Series | None:
+    """Quarantine later duplicates of each key among the rows still kept, key by key."""
+    for index, key in enumerate(compiled.keys):
+        repeats = _repeats(judged, key, excluded)
+        if repeats is None:
+            continue
+        _quarantine_duplicate_keys(repeats.rows, compiled, key, index, outcome)
+        base = excluded if excluded is not None else _mask(judged.height, repeats.at[:0])
+        excluded = base.scatter(repeats.at, True)
+    return excluded
+
+
+def _quarantine_duplicate_keys(
+    rows: pl.DataFrame, compiled: CompiledRules, key: list[str], index: int, outcome: _Outcome
+) -> None:
+    values = shown(compiled, key)
+    named = [pl.lit(f"{key[0]}="), values.fill_null("null")] if len(key) == 1 else [values]
+    reason = pl.concat_str(
+        pl.lit("duplicate key "),
+        *named,
+        pl.lit(" (first at row "),
+        pl.col(_FIRST).cast(pl.String),
+        pl.lit(")"),
+    )
+    column = ", ".join(key)
+    outcome.quarantine.append(
+        _quarantine_rows(rows, compiled, outcome, pl.lit("unique"), pl.lit(column), reason)
+    )
+    examples = rows.select(values.head(_SCANNED).unique(maintain_order=True).head(EXAMPLES))
+    where = f"contracts.{compiled.source}.unique" + (f"[{index}]" if len(compiled.keys) > 1 else "")
+    outcome.findings.append(
+        Finding(
+            rule="unique",
+            column=column,
+            severity="quarantine",
+            count=rows.height,
+            message=f"duplicate key ({column})",
+            where=where,
+            examples=examples.to_series().to_list(),
+            rows=rows[_ROW].head(EXAMPLES).to_list(),
+        )
+    )
+
+
+# --- schema changes ------------------------------------------------------------------
+
+
+def _adopted(
+    frame: pl.DataFrame, contract: Contract, schema: Mapping[str, pl.DataType]
+) -> dict[str, tuple[int, list[str | None]]]:
+    """With ``retyped: adopt``: the columns whose values do not all convert, with examples."""
+    if contract.schema_changes.retyped != "adopt":
+        return {}
+    candidates = list(retype_candidates(contract, schema).items())
+    if not candidates:
+        return {}
+    exprs = []
+    for i, (col, kind) in enumerate(candidates):
+        fails = conversion_failures(col, schema[col], kind)
+        text = as_text(pl.col(col), schema[col]).filter(fails)
+        exprs += [
+            fails.sum().alias(f"n{i}"),
+            text.unique(maintain_order=True).head(EXAMPLES).implode().alias(f"e{i}"),
+        ]
+    found = frame.select(exprs).row(0, named=True)
+    return {
+        col: (found[f"n{i}"], found[f"e{i}"])
+        for i, (col, _) in enumerate(candidates)
+        if found[f"n{i}"]
+    }
+
+
+def _schema_changes(
+    compiled: CompiledRules,
+    contract: Contract,
+    schema: Mapping[str, pl.DataType],
+    adopted: Mapping[str, tuple[int, list[str | None]]],
+    outcome: _Outcome,
+) -> tuple[list[dict[str, str]], list[Finding]]:
+    """Every added, missing and retyped column with the decision taken; failures for fail."""
+    policy = contract.schema_changes
+    changes = [_added(c, policy.added, schema[c]) for c in compiled.added]
+    changes += [_missing(c, policy.missing, compiled) for c in compiled.missing]
+    converted = {
+        f.column: f for f in outcome.findings if f.rule == "type" and f.column in contract.columns
+    }
+    for col, kind in retype_candidates(contract, schema).items():
+        if col in adopted:
+            changes.append(_retyped(col, "adopt", kind, schema[col], *adopted[col]))
+        elif col in converted:
+            finding = converted[col]
+            changes.append(
+                _retyped(col, policy.retyped, kind, schema[col], finding.count, finding.examples)
+            )
+    failures = [
+        Finding(
+            rule=f"schema:{change['change']}",
+            column=change["column"],
+            severity="fail",
+            count=1,
+            message=change["detail"],
+            where=f"contracts.{compiled.source}.schema_changes.{change['change']}",
+        )
+        for change in changes
+        if change["decision"] == "fail"
+    ]
+    return changes, failures
+
+
+def _change(change: str, column: str, decision: str, detail: str) -> dict[str, str]:
+    return {"change": change, "column": column, "decision": decision, "detail": detail}
+
+
+def _added(col: str, decision: str, dtype: pl.DataType) -> dict[str, str]:
+    detail = {
+        "adopt": f"not in the contract; kept as {dtype}",
+        "ignore": "not in the contract; left out of the kept rows (the quarantine keeps it)",
+        "fail": f"not in the contract ({dtype}); add it to the contract's columns",
+    }[decision]
+    return _change("added", col, decision, detail)
+
+
+def _missing(col: str, decision: str, compiled: CompiledRules) -> dict[str, str]:
+    if decision == "ignore":
+        return _change("missing", col, decision, "not in the source; added as nulls")
+    hint = did_you_mean(col, compiled.added or list(compiled.schema))
+    return _change(
+        "missing",
+        col,
+        decision,
+        f"declared but not in the source{hint}; its rules were not checked",
+    )
+
+
+def _retyped(
+    col: str, decision: str, kind: str, dtype: pl.DataType, count: int, examples: list[str | None]
+) -> dict[str, str]:
+    listed = ", ".join(repr(e) for e in examples)
+    values = "1 value does not" if count == 1 else f"{count} values do not"
+    found = f"declared {kind}, the source has {dtype}; {values} convert (e.g. {listed})"
+    then = {
+        "ignore": "cast; the type rule handles the values that do not convert",
+        "adopt": f"kept as {dtype}; the type rule (and min/max on text) not applied",
+        "fail": "the run stops",
+    }[decision]
+    return _change("retyped", col, decision, f"{found}: {then}")
+
+
+# --- table rules ---------------------------------------------------------------------
+
+
+def _freshness(
+    kept: pl.DataFrame, compiled: CompiledRules, rule: Freshness | None, now: datetime | None
+) -> Finding | None:
+    """The newest kept value of the timestamp column must be at most ``max_age`` old."""
+    if rule is None or (rule.column in compiled.missing and rule.column not in kept.columns):
+        return None  # a missing column is reported as a schema change
+    where = f"contracts.{compiled.source}.freshness"
+    newest = kept.select(_timestamps(kept, rule.column, where).max()).item()
+    moment = _utc_naive(now or datetime.now(UTC))
+    limit = parse_duration(rule.max_age)
+    if newest is not None and moment - newest <= limit:
+        return None
+    if newest is None:
+        message = f"no kept row has a {rule.column} timestamp; max_age {rule.max_age}"
+    else:
+        message = (
+            f"newest {newest.isoformat()} is {moment - newest} old, above max_age {rule.max_age}"
+        )
+    examples: list[str | None] = [newest.isoformat()] if newest is not None else []
+    return Finding("freshness", rule.column, rule.severity, 1, message, where, examples)
+
+
+def _timestamps(kept: pl.DataFrame, col: str, where: str) -> pl.Expr:
+    """The column as naive UTC datetimes (naive values are taken as UTC)."""
+    if col not in kept.columns:
+        raise ContractError(
+            f"column {col!r} is not in the kept rows{did_you_mean(col, kept.columns)}.",
+            where=f"{where}.column",
+            hint="Name a date or timestamp column of the source.",
+        )
+    dtype = kept.schema[col]
+    if not (dtype.is_temporal() and dtype != pl.Time) and dtype not in (pl.String, pl.Null):
+        raise ContractError(
+            f"column {col!r} holds {dtype}; freshness needs dates or timestamps.",
+            where=f"{where}.column",
+            hint="Declare `type: datetime` for the column, or name another column.",
+        )
+    return cast_to(pl.col(col), dtype, "datetime")
+
+
+def _utc_naive(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _row_count(read: SourceRead, rule: RowCount | None) -> Finding | None:
+    """The number of rows read (parsed or not) must be within ``rows.min``/``rows.max``."""
+    if rule is None:
+        return None
+    n = read.rows_in
+    if rule.min is not None and n < rule.min:
+        message = f"{n} rows read, below min {rule.min}"
+    elif rule.max is not None and n > rule.max:
+        message = f"{n} rows read, above max {rule.max}"
+    else:
+        return None
+    return Finding("rows", None, rule.severity, 1, message, f"contracts.{read.name}.rows", [str(n)])

@@ -1,29 +1,33 @@
-"""Connectors: read one source of ``keelson.yaml`` into a Polars frame, losing nothing.
+"""Sources: read one source of ``keelson.yaml`` into a Polars frame, losing nothing.
 
-Connectors live in a registry keyed by the source ``kind``. A file format is one
-parse function decorated with :func:`file_connector` (bytes in, rows and rejects
-out); any other source is one function decorated with :func:`connector`.
-Rows that cannot be parsed at all (a ragged CSV line, a bad JSONL line) are kept in
-``SourceRead.rejected`` with their line number and raw text, never dropped.
+Connectors live in :data:`CONNECTORS`, a registry keyed by the source ``kind``. The
+built-in ones are named ``"module:function"`` and imported on first use, so importing
+this module stays cheap (no httpx, s3fs or database drivers). Adding a connector is one
+module in :mod:`keelson.data.connectors` plus one line in ``_BUILTIN`` (or, outside
+keelson, one function decorated with :func:`connector`). A connector is
+``fn(name, spec, project_dir) -> SourceRead``.
+
+Rows that cannot be parsed at all (a ragged CSV line, a bad JSONL line, an API record
+that is not an object) are kept in ``SourceRead.rejected`` with their row number and
+raw text, never dropped. The helpers below (``${VAR}`` expansion, secret masking) are
+shared by every connector so that secrets never reach a message or a fingerprint.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import hashlib
-import io
-import json
+import importlib
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import polars as pl
 
 from keelson.errors import SourceError
-from keelson.spec import FileSource, Source, SqlSource
+from keelson.spec import Source
 
 REJECTED_SCHEMA: dict[str, pl.DataType] = {
     "_row": pl.Int64(),
@@ -31,7 +35,6 @@ REJECTED_SCHEMA: dict[str, pl.DataType] = {
     "_reason": pl.String(),
     "_raw": pl.String(),
 }
-_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -49,413 +52,151 @@ class SourceRead:
 
 
 Connector = Callable[[str, Any, Path], SourceRead]
-CONNECTORS: dict[str, Connector] = {}
+
+_BUILTIN: dict[str, str] = {
+    "csv": "keelson.data.connectors.files:read_csv",
+    "parquet": "keelson.data.connectors.files:read_parquet",
+    "json": "keelson.data.connectors.files:read_json",
+    "jsonl": "keelson.data.connectors.files:read_jsonl",
+    "sql": "keelson.data.connectors.sql:read_sql",
+    "http": "keelson.data.connectors.http:read_http",
+}
+
+
+class ConnectorRegistry(Mapping[str, Connector]):
+    """Connectors by kind; an entry given as ``"module:function"`` is imported on first use.
+
+    Names are protected: registering a kind twice is an error, and built-in kinds cannot
+    be removed.
+    """
+
+    def __init__(self, builtin: Mapping[str, str]) -> None:
+        self._builtin = frozenset(builtin)
+        self._entries: dict[str, Connector | str] = dict(builtin)
+
+    def register(self, kind: str, reader: Connector | str) -> None:
+        if kind in self._entries:
+            raise ValueError(f"a connector for kind {kind!r} is already registered")
+        self._entries[kind] = reader
+
+    def unregister(self, kind: str) -> None:
+        if kind in self._builtin:
+            raise ValueError(f"the built-in connector {kind!r} cannot be removed")
+        del self._entries[kind]
+
+    def is_loaded(self, kind: str) -> bool:
+        return not isinstance(self._entries[kind], str)
+
+    def __getitem__(self, kind: str) -> Connector:
+        entry = self._entries[kind]
+        if isinstance(entry, str):
+            module, _, attr = entry.partition(":")
+            entry = getattr(importlib.import_module(module), attr)
+            self._entries[kind] = entry
+        return entry
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+CONNECTORS = ConnectorRegistry(_BUILTIN)
 
 
 def connector(kind: str) -> Callable[[Connector], Connector]:
     """Register ``fn(name, spec, project_dir) -> SourceRead`` as the reader of ``kind``."""
 
     def register(fn: Connector) -> Connector:
-        if kind in CONNECTORS:
-            raise ValueError(f"a connector for kind {kind!r} is already registered")
-        CONNECTORS[kind] = fn
+        CONNECTORS.register(kind, fn)
         return fn
 
     return register
 
 
 def read_source(name: str, spec: Source, project_dir: Path) -> SourceRead:
-    """Read source ``name`` with the connector registered for its kind."""
-    read = CONNECTORS.get(spec.kind)
-    if read is None:
+    """Read source ``name`` with the connector registered for its kind.
+
+    This reads the whole source; for a source with ``incremental`` set, the runner calls
+    :func:`keelson.data.incremental.read_incremental` instead.
+    """
+    if spec.kind not in CONNECTORS:
         raise SourceError(
             f"no connector for kind {spec.kind!r}; known: {sorted(CONNECTORS)}.",
             where=f"sources.{name}.kind",
         )
-    return read(name, spec, project_dir)
+    return CONNECTORS[spec.kind](name, spec, project_dir)
 
 
-def rejects(rows: list[tuple[int | None, str, str, str]]) -> pl.DataFrame:
-    """A ``rejected`` frame from ``(line, rule, reason, raw)`` tuples."""
+def rejects(rows: Sequence[tuple[int | None, str, str, str]]) -> pl.DataFrame:
+    """A ``rejected`` frame from ``(row, rule, reason, raw)`` tuples."""
     return pl.DataFrame(rows, schema=REJECTED_SCHEMA, orient="row")
 
 
-# --- files -------------------------------------------------------------------
+# --- shared helpers ----------------------------------------------------------
+
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET_NAME = re.compile(r"pass|secret|token|key|sig|auth|credential|session", re.IGNORECASE)
+MASK = "***"
 
 
-@dataclass(frozen=True)
-class FileInput:
-    """What a file parser gets: the source name, its spec, resolved path and raw bytes."""
+def expand_env(value: str, where: str) -> str:
+    """Replace each ``${VAR}`` in ``value`` with that environment variable.
 
-    name: str
-    spec: FileSource
-    path: Path
-    data: bytes
-
-    def fail(self, message: str, hint: str | None = None) -> SourceError:
-        return SourceError(f"source {self.name!r}: {message}", where=str(self.path), hint=hint)
-
-
-Parser = Callable[[FileInput], tuple[pl.DataFrame, pl.DataFrame]]
-
-
-def file_connector(kind: str) -> Callable[[Parser], Parser]:
-    """Register a file parser: loading, empty-file checks and fingerprints come for free."""
-
-    def register(parse: Parser) -> Parser:
-        def read(name: str, spec: FileSource, project_dir: Path) -> SourceRead:
-            inp = _load_file(name, spec, project_dir)
-            frame, rejected = parse(inp)
-            fingerprint = {
-                "kind": spec.kind,
-                "location": inp.path.as_posix(),
-                "sha256": hashlib.sha256(inp.data).hexdigest(),
-                "bytes": len(inp.data),
-                "rows": frame.height + rejected.height,
-            }
-            return SourceRead(name, frame, rejected, fingerprint)
-
-        connector(kind)(read)
-        return parse
-
-    return register
-
-
-def _load_file(name: str, spec: FileSource, project_dir: Path) -> FileInput:
-    path = Path(spec.path).expanduser()
-    path = (path if path.is_absolute() else project_dir / path).resolve()
-    hint = f"Check `sources.{name}.path` in keelson.yaml (relative to {project_dir})."
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SourceError(f"source {name!r}: file not found.", where=str(path), hint=hint) from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise SourceError(
-            f"source {name!r}: cannot read: {reason}.", where=str(path), hint=hint
-        ) from None
-    inp = FileInput(name, spec, path, data)
-    if not data:
-        raise inp.fail("is empty (0 bytes).", hint="Point the source at a file with data.")
-    return inp
-
-
-def utf8_text(inp: FileInput) -> bytes:
-    """The file as valid UTF-8 bytes without a byte-order mark, decoding ``spec.encoding``."""
-    try:
-        codec = codecs.lookup(inp.spec.encoding).name
-    except LookupError:
-        raise inp.fail(
-            f"unknown encoding {inp.spec.encoding!r}.",
-            hint=f"Set `sources.{inp.name}.encoding` to a Python codec name such as latin-1.",
-        ) from None
-    try:
-        text = inp.data.decode(codec)
-    except UnicodeDecodeError as exc:
-        raise _decode_error(inp, codec, exc) from None
-    if codec == "utf-8":
-        return inp.data.removeprefix(_BOM)
-    return text.removeprefix("\ufeff").encode("utf-8")
-
-
-def _decode_error(inp: FileInput, codec: str, exc: UnicodeDecodeError) -> SourceError:
-    line_start = inp.data.rfind(b"\n", 0, exc.start) + 1
-    line = inp.data.count(b"\n", 0, exc.start) + 1
-    return inp.fail(
-        f"byte 0x{inp.data[exc.start]:02X} at line {line}, column {exc.start - line_start + 1} "
-        f"(byte offset in the line) is not valid {codec}.",
-        hint=f"Set `sources.{inp.name}.encoding` in keelson.yaml to the file's encoding "
-        "(e.g. latin-1 or cp1252).",
-    )
-
-
-# --- CSV ---------------------------------------------------------------------
-
-
-@file_connector("csv")
-def parse_csv(inp: FileInput) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Every column read as text, ragged lines rejected, then types inferred safely."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    data = utf8_text(inp)
-    names = _csv_names(inp, data)
-    bad: list[tuple[int, int, str]] = []
-
-    def on_invalid(row: Any) -> str:
-        bad.append((row.expected_columns, row.actual_columns, row.text))
-        return "skip"
-
-    try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=int(inp.spec.has_header)),
-            parse_options=pacsv.ParseOptions(
-                delimiter=inp.spec.separator,
-                newlines_in_values=True,
-                invalid_row_handler=on_invalid,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()),
-                null_values=inp.spec.null_values,
-                strings_can_be_null=True,
-            ),
-        )
-    except pa.ArrowException as exc:
-        raise inp.fail(f"is not readable as CSV: {str(exc).splitlines()[0]}") from None
-    frame = pl.DataFrame(pl.from_arrow(table))
-    _check_unterminated(inp, data, frame)
-    return infer_types(frame), _ragged_rows(data, bad)
-
-
-def _csv_names(inp: FileInput, data: bytes) -> list[str]:
-    end = data.find(b"\n")
-    first = (data if end < 0 else data[:end]).rstrip(b"\r").decode()
-    if not first.strip():
-        raise inp.fail("the first line is empty; expected the header or the first row.")
-    fields = next(csv.reader([first], delimiter=inp.spec.separator))
-    names = inp.spec.columns
-    if names is not None and inp.spec.has_header and len(names) != len(fields):
-        raise inp.fail(
-            f"`columns` lists {len(names)} names but the header has {len(fields)} fields.",
-            hint=f"Fix `sources.{inp.name}.columns` in keelson.yaml.",
-        )
-    if names is None:
-        names = [
-            (field if inp.spec.has_header else "") or f"column_{i}"
-            for i, field in enumerate(fields, 1)
-        ]
-    seen: set[str] = set()
-    for col in names:
-        if col in seen:
-            raise inp.fail(f"column {col!r} appears twice in the header; names must be unique.")
-        seen.add(col)
-    return names
-
-
-def _check_unterminated(inp: FileInput, data: bytes, frame: pl.DataFrame) -> None:
-    """An opening quote that is never closed swallows the rest of the file: say so."""
-    if frame.height == 0 or data.count(b'"') % 2 == 0:
-        return
-    for col, value in frame.row(-1, named=True).items():
-        if value is not None and "\n" in value:
-            line = data.count(b"\n") - value.count("\n") + 1
-            raise inp.fail(
-                f'an unterminated quote (") in column {col!r} near line {line} runs to the '
-                "end of the file.",
-                hint='Close the quote, or double a quote inside a quoted field ("").',
-            )
-
-
-def _ragged_rows(data: bytes, bad: list[tuple[int, int, str]]) -> pl.DataFrame:
-    """Rejected rows for ragged lines, with the 1-based line of each in the file."""
-    if not bad:
-        return rejects([])
-    found = pl.DataFrame(
-        {
-            "_raw": [text for _, _, text in bad],
-            "_reason": [f"expected {want} fields, got {got}" for want, got, _ in bad],
-        }
-    ).with_columns(_key=pl.col("_raw").str.split("\n").list.first().str.strip_suffix("\r"))
-    lines = (
-        pl.Series("_key", [data.decode()])
-        .str.split("\n")
-        .explode()
-        .str.strip_suffix("\r")
-        .to_frame()
-        .with_row_index("_row", offset=1)
-        .filter(pl.col("_key").is_in(found["_key"].unique().implode()))
-    )
-    nth = pl.int_range(pl.len()).over("_key").alias("_nth")
-    located = found.with_columns(nth).join(lines.with_columns(nth), on=["_key", "_nth"], how="left")
-    return located.select(
-        pl.col("_row").cast(pl.Int64), pl.lit("ragged_row").alias("_rule"), "_reason", "_raw"
-    ).sort("_row", nulls_last=True)
-
-
-_INT = r"^[+-]?(0|[1-9][0-9]*)$"
-_IDENTIFIER = r"^[+-]?0[0-9]|^[+-]?[0-9]{16,}$"  # "007", 20-digit ids: text, not numbers
-
-
-def infer_types(frame: pl.DataFrame) -> pl.DataFrame:
-    """Convert text columns to Int64, Float64 or Boolean when EVERY non-null value converts.
-
-    Identifiers such as ``007`` or 20-digit numbers stay text, so no value is ever lost.
+    A variable that is not set raises :class:`SourceError` naming it and ``where``
+    (the key path in keelson.yaml).
     """
-    text_cols = [c for c, t in frame.schema.items() if t == pl.String]
-    if not text_cols or frame.height == 0:
-        return frame
-    checks = {
-        "int": lambda c: c.str.contains(_INT) & c.cast(pl.Int64, strict=False).is_not_null(),
-        "float": lambda c: (
-            ~c.str.contains(_IDENTIFIER) & c.cast(pl.Float64, strict=False).is_not_null()
-        ),
-        "bool": lambda c: c.str.to_lowercase().is_in(["true", "false"]),
-    }
-    flags = frame.select(
-        (pl.col(c).is_null() | check(pl.col(c))).all().alias(f"{c}\x00{kind}")
-        for c in text_cols
-        for kind, check in checks.items()
-    ).row(0, named=True)
-    casts = []
-    for col in text_cols:
-        if frame[col].null_count() == frame.height:
-            continue
-        if flags[f"{col}\x00int"]:
-            casts.append(pl.col(col).cast(pl.Int64))
-        elif flags[f"{col}\x00float"]:
-            casts.append(pl.col(col).cast(pl.Float64))
-        elif flags[f"{col}\x00bool"]:
-            casts.append(pl.col(col).str.to_lowercase() == "true")
-    return frame.with_columns(casts)
+
+    def value_of(match: re.Match[str]) -> str:
+        var = match.group(1)
+        if var not in os.environ:
+            raise SourceError(
+                f"the environment variable {var!r} is not set.",
+                where=where,
+                hint=f"Export {var} before running keelson (secrets stay out of keelson.yaml).",
+            )
+        return os.environ[var]
+
+    return _ENV_VAR.sub(value_of, value)
 
 
-# --- Parquet and JSON ----------------------------------------------------------
+def env_secrets(values: Iterable[str]) -> list[str]:
+    """The values of the environment variables that ``values`` refer to as ``${VAR}``."""
+    names = {var for value in values for var in _ENV_VAR.findall(value)}
+    return [os.environ[var] for var in sorted(names) if os.environ.get(var)]
 
 
-@file_connector("parquet")
-def parse_parquet(inp: FileInput) -> tuple[pl.DataFrame, pl.DataFrame]:
-    try:
-        return pl.read_parquet(io.BytesIO(inp.data)), rejects([])
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise inp.fail(f"is not a valid Parquet file: {str(exc).splitlines()[0]}") from None
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by ``***`` (longest first)."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
 
 
-@file_connector("json")
-def parse_json(inp: FileInput) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """A top-level JSON array of objects."""
-    data = utf8_text(inp)
-    if not re.match(rb"\s*\[", data):
-        raise inp.fail(
-            "expected a JSON array of objects ([{...}, ...]).",
-            hint=f"For one object per line set `sources.{inp.name}.kind: jsonl`.",
-        )
-    try:
-        return pl.read_json(io.BytesIO(data), infer_schema_length=None), rejects([])
-    except pl.exceptions.PolarsError as exc:
-        raise inp.fail(_json_problem(data, exc)) from None
+def is_secret_name(name: str) -> bool:
+    """Whether a query parameter or option name looks like it holds a credential."""
+    return bool(_SECRET_NAME.search(name))
 
 
-def _json_problem(data: bytes, exc: Exception) -> str:
-    try:
-        items = json.loads(data)
-    except json.JSONDecodeError as bad:
-        return f"invalid JSON at line {bad.lineno}, column {bad.colno}: {bad.msg}."
-    kinds = {type(item).__name__ for item in items if not isinstance(item, dict)}
-    if kinds:
-        return f"every element of the array must be an object; found {sorted(kinds)}."
-    return f"cannot be read as a table: {str(exc).splitlines()[0]}."
+def mask_url(url: str) -> str:
+    """``url`` with its password and the values of secret-looking query parameters masked."""
+    parts = urlsplit(url)
+    if parts.password:
+        head, _, tail = url.partition(f":{parts.password}@")
+        url = f"{head}:{MASK}@{tail}"
+    if parts.query:
+        query = "&".join(_mask_pair(pair) for pair in parts.query.split("&"))
+        url = url.replace(f"?{parts.query}", f"?{query}", 1)
+    return url
 
 
-@file_connector("jsonl")
-def parse_jsonl(inp: FileInput) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """One JSON object per line; a line that is not one is rejected as ``bad_json``."""
-    data = utf8_text(inp)
-    try:
-        return _read_ndjson(data), rejects([])
-    except pl.exceptions.PolarsError:
-        pass  # slow path below: find the bad lines, read the good ones
-    good: list[str] = []
-    bad: list[tuple[int | None, str, str, str]] = []
-    for number, line in enumerate(data.decode().split("\n"), 1):
-        problem = _jsonl_problem(line)
-        if problem is None:
-            good.append(line)
-        else:
-            bad.append((number, "bad_json", problem, line.removesuffix("\r")))
-    try:
-        return _read_ndjson("\n".join(good).encode()), rejects(bad)
-    except pl.exceptions.PolarsError as exc:
-        raise inp.fail(f"cannot be read as a table: {str(exc).splitlines()[0]}.") from None
+def _mask_pair(pair: str) -> str:
+    key, equals, _ = pair.partition("=")
+    return f"{key}={MASK}" if equals and is_secret_name(key) else pair
 
 
-def _read_ndjson(data: bytes) -> pl.DataFrame:
-    if not data.strip():
-        return pl.DataFrame()
-    return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
-
-
-def _jsonl_problem(line: str) -> str | None:
-    """Why a JSONL line is bad, or None when it is an object (or blank)."""
-    if not line.strip():
-        return None
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return f"invalid JSON at column {exc.colno}: {exc.msg}"
-    return None if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
-
-
-# --- SQL ---------------------------------------------------------------------
-
-
-@connector("sql")
-def read_sql(name: str, spec: SqlSource, project_dir: Path) -> SourceRead:
-    """Run ``spec.query`` through SQLAlchemy (SQLite, PostgreSQL with psycopg 3, ...)."""
-    import sqlalchemy as sa
-
-    url = _sql_url(name, spec.url, project_dir)
-    masked = url.render_as_string(hide_password=True)
-    engine = sa.create_engine(url, connect_args=_connect_args(url))
-    try:
-        with engine.connect() as conn:
-            frame = pl.read_database(spec.query, conn)
-    except sa.exc.SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        raise SourceError(
-            f"source {name!r}: the database said: {first}",
-            where=masked,
-            hint=f"Check `sources.{name}.url` and `sources.{name}.query` in keelson.yaml.",
-        ) from None
-    finally:
-        engine.dispose()
-    digest = hashlib.sha256(f"{spec.query}\n{masked}\n".encode())
-    digest.update(_frame_bytes(frame))
-    fingerprint = {
-        "kind": "sql",
-        "location": masked,
-        "sha256": digest.hexdigest(),
-        "rows": frame.height,
-    }
-    return SourceRead(name, frame, rejects([]), fingerprint)
-
-
-def _sql_url(name: str, raw: str, project_dir: Path) -> Any:
-    """Parse the URL; resolve a relative SQLite file; use psycopg 3 for PostgreSQL."""
-    import sqlalchemy as sa
-
-    try:
-        url = sa.engine.make_url(raw)
-    except sa.exc.ArgumentError:
-        raise SourceError(
-            f"source {name!r}: not a SQLAlchemy database URL.",
-            where=f"sources.{name}.url",
-            hint="Use e.g. sqlite:///data/x.db or postgresql://user@host/db.",
-        ) from None
-    if url.drivername in {"postgresql", "postgres"}:
-        return url.set(drivername="postgresql+psycopg")
-    if url.get_backend_name() != "sqlite" or url.database in {None, "", ":memory:"}:
-        return url
-    path = Path(url.database or "")
-    path = path if path.is_absolute() else (project_dir / path).resolve()
-    if not path.is_file():
-        raise SourceError(
-            f"source {name!r}: SQLite database file not found.",
-            where=str(path),
-            hint=f"Check `sources.{name}.url` in keelson.yaml (relative to {project_dir}).",
-        )
-    return url.set(database=str(path))
-
-
-def _connect_args(url: Any) -> dict[str, Any]:
-    """Fail fast on an unreachable PostgreSQL server unless the URL sets its own timeout."""
-    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
-        return {"connect_timeout": 10}
-    return {}
-
-
-def _frame_bytes(frame: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.write_ipc(buffer, compression="uncompressed")
-    return buffer.getvalue()
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

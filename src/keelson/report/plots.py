@@ -164,3 +164,60 @@ def search_svg(
         ax.legend(loc="best", fontsize=8)
 
     return to_svg("search", draw, size=(7.0, 3.4))
+
+
+def histogram_svg(name: str, edges: Sequence[float], counts: Sequence[int]) -> str:
+    """A small histogram: one bar per bin between consecutive ``edges``."""
+    left, widths = np.asarray(edges[:-1], dtype=float), np.diff(np.asarray(edges, dtype=float))
+    if widths.size and not widths.any():  # one constant value: a bar of unit width at it
+        widths = np.ones_like(widths)
+        left = left - 0.5
+
+    def draw(ax: Axes) -> None:
+        ax.bar(left, counts, width=widths, align="edge", color=BLUE, edgecolor="white", lw=0.4)
+        ax.set_ylabel("rows")
+        ax.grid(axis="x", visible=False)
+
+    return to_svg(name, draw, size=(3.3, 1.7))
+
+
+def bars_svg(name: str, labels: Sequence[object], counts: Sequence[int]) -> str:
+    """Horizontal bars of value counts, the most frequent on top."""
+    positions = np.arange(len(labels))
+
+    def draw(ax: Axes) -> None:
+        ax.barh(positions, counts, color=BLUE)
+        ax.set_yticks(positions, [label(value) for value in labels])
+        ax.invert_yaxis()
+        ax.set_xlabel("rows")
+        ax.grid(axis="y", visible=False)
+
+    return to_svg(name, draw, size=(3.3, 0.22 * len(labels) + 0.8))
+
+
+def heatmap_svg(columns: Sequence[str], values: Sequence[Sequence[float | None]]) -> str:
+    """A correlation matrix in [-1, 1]; undefined cells grey; values written when it is small."""
+    matrix = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
+    size = len(columns)
+    side = min(2.2 + 0.32 * size, 11.0)
+
+    def draw(ax: Axes) -> None:
+        ax.set_facecolor("#e5e7eb")
+        mesh = ax.pcolormesh(np.ma.masked_invalid(matrix), cmap="RdBu_r", vmin=-1, vmax=1)
+        if size <= 12:
+            for (row, col), value in np.ndenumerate(matrix):
+                if np.isfinite(value):
+                    colour = "white" if abs(value) > 0.6 else "black"
+                    text = f"{value:.2f}".replace("-0.00", "0.00")
+                    ax.text(col + 0.5, row + 0.5, text, ha="center", va="center",
+                            color=colour, fontsize=7)  # fmt: skip
+        ticks = np.arange(size) + 0.5
+        names = [label(name) for name in columns]
+        ax.set_xticks(ticks, names, rotation=90)
+        ax.set_yticks(ticks, names)
+        ax.set(aspect="equal")
+        ax.invert_yaxis()
+        ax.grid(visible=False)
+        ax.figure.colorbar(mesh, ax=ax, shrink=0.8, label="Pearson r")
+
+    return to_svg("correlations", draw, size=(side + 1.2, side))
