@@ -60,6 +60,8 @@ def _finding(result: Validation, rule: str) -> Any:
         ([1, None, 3], {"nullable": False}, [2], "null", "x is null"),
         ([5, -1, 0], {"min": 0}, [2], "min", "x=-1 below min 0"),
         ([5, 130, 100], {"max": 100}, [2], "max", "x=130 above max 100"),
+        ([0.5, float("nan"), None], {"min": 0}, [2], "min", "x=NaN below min 0"),
+        ([0.5, float("nan"), 1.0], {"max": 2}, [2], "max", "x=NaN above max 2"),
         (["red", "blue", None], {"allowed": ["red", "green"]}, [2], "allowed", "x=blue not in"),
         ([1, 2, 3], {"allowed": [1, 3]}, [2], "allowed", "x=2 not in allowed [1, 3]"),
         ([True, False], {"allowed": [True]}, [2], "allowed", "x=false not in allowed [true]"),

@@ -132,6 +132,15 @@ def test_edge_frames() -> None:
     assert infer_contract(nulls) == {"columns": {"x": {}}}
     huge = pl.DataFrame({"u": pl.Series([1, 2**64 - 1], dtype=pl.UInt64)})
     assert "type" not in infer_contract(huge)["columns"]["u"]
+    odd = pl.DataFrame({"nan": [1.0, float("nan")], "inf": [float("inf"), 1.0]})
+    assert infer_contract(odd)["columns"] == {
+        "nan": {"type": "float", "nullable": False},
+        "inf": {"type": "float", "nullable": False},
+    }
+    _passes(odd, infer_contract(odd))
+    codes = pl.DataFrame({"c": [f"K{i:02d}" for i in range(40)]}, schema={"c": pl.Categorical})
+    assert infer_contract(codes)["columns"]["c"]["regex"] == r"^[A-Z]\d{2}$"
+    _passes(codes, infer_contract(codes))
     zoned = pl.DataFrame({"t": [dt.datetime(2024, 1, 1)]}).with_columns(
         pl.col("t").dt.replace_time_zone("Europe/Paris")
     )

@@ -128,10 +128,22 @@ def explain(
     step: str = typer.Argument("dataset", help="The cached step to explain."),
     project: Path = PROJECT,
 ) -> None:
-    """Why a step ran again (or was reused): which input, parameter or code changed."""
+    """Why the last run ran a step again or reused it: which input, parameter or code changed."""
+    from sqlalchemy import select
+
     from keelson.cache import StepCache
     from keelson.spec import load_spec
+    from keelson.store.tables import Param, Run
 
     folder = find_project(project)
     store = open_project_store(folder)
-    console.print(str(StepCache(store, load_spec(folder).name).explain(step)), highlight=False)
+    name = load_spec(folder).name
+    with store.session() as session:
+        recorded = session.scalar(
+            select(Param.value)
+            .join(Run, Run.id == Param.run_id)
+            .where(Run.project == name, Param.key == f"explain.{step}")
+            .order_by(Run.started_at.desc())
+            .limit(1)
+        )
+    console.print(recorded or str(StepCache(store, name).explain(step)), highlight=False)

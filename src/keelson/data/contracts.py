@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from keelson import __version__
@@ -434,11 +435,11 @@ def _repeats(frame: pl.DataFrame, key: list[str], excluded: pl.Series | None) ->
     """
     hashes = frame.select(key_value(key).hash()).to_series()
     live = hashes if excluded is None else hashes.filter(~excluded)
-    ordered = live.sort()
-    repeated = ordered.filter(ordered == ordered.shift(1))
-    if repeated.is_empty():
+    ordered = np.sort(live.to_numpy())  # NumPy's sort of uint64 beats Polars' here
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if not repeated.size:
         return None
-    candidate = hashes.is_in(repeated.implode())
+    candidate = hashes.is_in(pl.Series(np.unique(repeated)).implode())
     at = (candidate if excluded is None else candidate & ~excluded).arg_true()
     rows = frame[at]
     later = rows.select(later_duplicates(key)).to_series()

@@ -69,6 +69,9 @@ def _stats(frame: pl.DataFrame) -> dict[str, Any]:
     numeric = [c for c, t in frame.schema.items() if t.is_numeric() and not t.is_decimal()]
     exprs += [pl.col(c).min().alias(f"{c}\x00min") for c in numeric]
     exprs += [pl.col(c).max().alias(f"{c}\x00max") for c in numeric]
+    exprs += [
+        pl.col(c).is_nan().any().alias(f"{c}\x00nan") for c in numeric if frame.schema[c].is_float()
+    ]
     return frame.select(exprs).row(0, named=True) if exprs else {}
 
 
@@ -103,10 +106,12 @@ def _column(
         rule["type"] = kind
     if stats[f"{col}\x00nulls"] == 0 and frame.height:
         rule["nullable"] = False
-    if kind in ("int", "float") and dtype.is_numeric() and not _is_key(frame, col, stats):
+    ranged = dtype.is_numeric() and not stats.get(f"{col}\x00nan")  # NaN is in no range
+    if kind in ("int", "float") and ranged and not _is_key(frame, col, stats):
         rule |= _range(stats[f"{col}\x00min"], stats[f"{col}\x00max"], kind)
     if kind == "str":
-        rule |= _text_rules(frame[col], sample[col], _distinct(stats, col))
+        text = frame[col].cast(pl.String), sample[col].cast(pl.String)  # categorical too
+        rule |= _text_rules(*text, _distinct(stats, col))
     return rule
 
 
@@ -144,8 +149,8 @@ def _text_type(values: pl.Series, sample: pl.Series) -> ColumnType | None:
 
 def _range(low: float | None, high: float | None, kind: str) -> dict[str, Any]:
     """``min``/``max`` rounded outward to a step of about a tenth of the range's magnitude."""
-    if low is None or high is None:
-        return {}
+    if low is None or high is None or not math.isfinite(float(high) - float(low)):
+        return {}  # no values, or infinities: no range to propose
     spread = float(high) - float(low)
     step = 10.0 ** (math.floor(math.log10(spread)) - 1) if spread > 0 else 1.0
     if kind == "int":

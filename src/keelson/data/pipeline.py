@@ -39,10 +39,11 @@ def prepare_data(ctx: RunContext) -> DataResult:
     reads = {name: _read(ctx, name) for name in ctx.spec.sources}
     key = _cache_key(ctx, reads)
     cache = StepCache(ctx.store, ctx.spec.name)
+    ctx.log_params({f"explain.{STEP}": str(cache.explain(STEP, key))})
     hit = cache.lookup(key)
     if hit is not None:
         with ctx.step("dataset.cached") as detail:
-            detail.update(version=hit["version"], explanation="unchanged: reused")
+            detail.update(version=hit["version"])
             return _reuse(ctx, hit)
     result = _build(ctx, reads)
     cache.save(

@@ -463,12 +463,14 @@ def _column_rules(compiled: CompiledRules, col: str, rule: ColumnRule) -> list[R
         rules.append(
             _row_rule(compiled, col, "null", rule, "is null (nullable: false)")(raw.is_null())
         )
+    # NaN is within no range: it breaks min and max alike
+    nan = value.is_nan() if _prepared_dtype(compiled, col).is_float() else pl.lit(False)
     if rule.min is not None:
         describe = f"below min {number_text(rule.min)}"
-        rules.append(_row_rule(compiled, col, "min", rule, describe)(value < rule.min))
+        rules.append(_row_rule(compiled, col, "min", rule, describe)((value < rule.min) | nan))
     if rule.max is not None:
         describe = f"above max {number_text(rule.max)}"
-        rules.append(_row_rule(compiled, col, "max", rule, describe)(value > rule.max))
+        rules.append(_row_rule(compiled, col, "max", rule, describe)((value > rule.max) | nan))
     if rule.allowed is not None:
         rules.append(_allowed_rule(compiled, col, rule))
     if rule.regex is not None:
