@@ -7,18 +7,13 @@ most frequent values and its statistics, and a heatmap of the numeric correlatio
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from keelson.errors import KeelsonError
 from keelson.report import plots
-from keelson.report.run_report import _number, _percent, _stat
+from keelson.report.html import template, write_text_atomic
 
 MAX_FIGURES = 100  # columns drawn; every column still gets its statistics
 STRONGEST_PAIRS = 10
@@ -39,24 +34,9 @@ def write_profile_report(
 def render_profile(table_profile: dict[str, Any], title: str) -> str:
     """The profile as one HTML document with inline SVG plots and no external resources."""
     _check(table_profile)
-    return _template().render(p=table_profile, title=title, **_context(table_profile))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    temporary = Path(name)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.chmod(0o644)  # mkstemp creates 0600; a report is meant to be shared
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    return template("profile.html.j2").render(
+        p=table_profile, title=title, **_context(table_profile)
+    )
 
 
 def _check(table_profile: dict[str, Any]) -> None:
@@ -66,19 +46,6 @@ def _check(table_profile: dict[str, Any]) -> None:
             f"this is not a keelson table profile (format {shown!r}).",
             hint="Make one with keelson.data.profile.profile_table or `keelson data profile`.",
         )
-
-
-@functools.cache
-def _template() -> jinja2.Template:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("keelson.report", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters.update(num=_number, stat=_stat, pct=_percent)
-    return environment.get_template("profile.html.j2")
 
 
 def _context(table_profile: dict[str, Any]) -> dict[str, Any]:

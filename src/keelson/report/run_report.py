@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import json
-import math
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 
 from keelson.report import plots
+from keelson.report.html import finite, template, write_text_atomic
 
 FORMAT_VERSION = 1
 TOP_FEATURES = 20
@@ -82,40 +76,12 @@ class RunReport:
 
 def render(report: RunReport) -> str:
     """Return the report as one HTML document with inline SVG plots and no external links."""
-    return _template().render(r=report, **_context(report))
+    return template("run.html.j2").render(r=report, **_context(report))
 
 
 def write(report: RunReport, path: Path) -> Path:
     """Render ``report`` to ``path`` atomically (temporary file, fsync, rename); return ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    html = render(report)
-    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    temporary = Path(name)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(html)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.chmod(0o644)  # mkstemp creates 0600; a report is meant to be shared
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
-
-
-@functools.cache
-def _template() -> jinja2.Template:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("keelson.report", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters.update(num=_number, stat=_stat, pct=_percent, params=_compact_json)
-    return environment.get_template("run.html.j2")
+    return write_text_atomic(Path(path), render(report))
 
 
 def _context(report: RunReport) -> dict[str, Any]:
@@ -209,7 +175,7 @@ def _ordered_metrics(metrics: dict[str, MetricInterval]) -> list[tuple[str, Metr
 
 
 def _importance(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    usable = [row for row in rows if _finite(row.get("importance"))]
+    usable = [row for row in rows if finite(row.get("importance"))]
     usable.sort(key=lambda row: -float(row["importance"]))
     top = usable[:TOP_FEATURES]
     svg = None
@@ -217,14 +183,14 @@ def _importance(rows: list[dict[str, Any]]) -> dict[str, Any]:
         svg = plots.importance_svg(
             [str(row.get("feature")) for row in top],
             [float(row["importance"]) for row in top],
-            [float(row["std"]) if _finite(row.get("std")) else 0.0 for row in top],
+            [float(row["std"]) if finite(row.get("std")) else 0.0 for row in top],
         )
     return {"svg": svg, "shown": len(top), "rows": usable, "total": len(rows)}
 
 
 def _search(report: RunReport) -> dict[str, Any]:
     trials = sorted(report.search, key=lambda trial: trial.get("trial", 0))
-    scored = [trial for trial in trials if _finite(trial.get("score"))]
+    scored = [trial for trial in trials if finite(trial.get("score"))]
     lower = report.search_metric in _LOWER_IS_BETTER
     best = None
     svg = None
@@ -252,7 +218,7 @@ def _search(report: RunReport) -> dict[str, Any]:
 
 def _steps_total(steps: list[dict[str, Any]]) -> dict[str, float | None]:
     def values(key: str) -> list[float]:
-        return [float(step[key]) for step in steps if _finite(step.get(key))]
+        return [float(step[key]) for step in steps if finite(step.get(key))]
 
     peaks = values("peak_mb")
     return {
@@ -269,45 +235,3 @@ def _display_time(stamp: str) -> str:
         return str(stamp)
     zone = f" {moment.tzname()}" if moment.tzinfo else ""
     return moment.strftime("%Y-%m-%d %H:%M:%S") + zone
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _number(value: Any, digits: int = 3) -> str:
-    """Fixed decimals for reals, thousands separators for integers, '—' for missing."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool) or not isinstance(value, Real):
-        return str(value)
-    if isinstance(value, Integral):
-        return f"{int(value):,}"
-    return f"{float(value):,.{digits}f}" if math.isfinite(value) else _non_finite(float(value))
-
-
-def _stat(value: Any) -> str:
-    """A profile statistic: whole numbers as integers, others to about 4 significant digits."""
-    if not _finite(value) or isinstance(value, Integral):
-        return _number(value)
-    number = float(value)
-    if number.is_integer() and abs(number) < 1e15:
-        return f"{int(number):,}"
-    exponent = math.floor(math.log10(abs(number)))
-    if exponent < -2:
-        return f"{number:.3g}"
-    return f"{number:,.{max(0, 3 - exponent)}f}"
-
-
-def _percent(value: Any, digits: int = 1) -> str:
-    if not _finite(value):
-        return _number(value)
-    return f"{float(value) * 100:.{digits}f} %"
-
-
-def _non_finite(value: float) -> str:
-    return "NaN" if math.isnan(value) else ("∞" if value > 0 else "−∞")
-
-
-def _compact_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

@@ -17,8 +17,9 @@ import jinja2
 
 from keelson import __version__
 from keelson.data.contracts import Validation
+from keelson.report.html import number as _number
+from keelson.report.html import percent as _percent
 from keelson.report.profile_report import write_text_atomic
-from keelson.report.run_report import _number, _percent
 
 FORMAT = "keelson.validation/1"
 _SEVERITY_ORDER = {"fail": 0, "warn": 1, "quarantine": 2}
