@@ -176,7 +176,8 @@ def validate(
     excluded = _row_rules(judged, compiled, outcome)
     excluded = _unique_keys(judged, compiled, excluded, outcome)
     kept = judged.select(compiled.output)
-    kept = kept.filter(~excluded) if excluded is not None else kept
+    if excluded is not None:  # lazily: Polars then filters the columns in parallel
+        kept = kept.lazy().filter(~excluded).collect()
     changes, failures = _schema_changes(compiled, contract, source_schema, adopted, outcome)
     table = [_freshness(kept, compiled, contract.freshness, now), _row_count(read, contract.rows)]
     return Validation(
