@@ -513,11 +513,11 @@ def timed(fn: Callable[[], Any], repeats: int) -> float:
 def verify(expected: dict[str, int], found: dict[str, dict[str, int]]) -> None:
     """Stop unless every tool found the injected number of failing rows for every rule."""
     tools = list(found)
-    say(f"{'rule':34}{'injected':>10}" + "".join(f"{t:>10}" for t in tools))
+    say(f"{'rule':34}{'injected':>10}" + "".join(f"{t:>14}" for t in tools))
     wrong = []
     for rule, want in expected.items():
         got = [found[t].get(rule, 0) // _members(t, rule) for t in tools]
-        say(f"{rule:34}{want:>10}" + "".join(f"{g:>10}" for g in got))
+        say(f"{rule:34}{want:>10}" + "".join(f"{g:>14}" for g in got))
         wrong += [
             f"{t} {rule}: {g} != {want}" for t, g in zip(tools, got, strict=True) if g != want
         ]

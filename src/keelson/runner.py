@@ -147,6 +147,8 @@ def _register(
                 "spec_sha256": ctx.spec.digest(),
                 "keelson_version": __version__,
                 "search": result.best.to_dict(),
+                "split": ctx.spec.split.model_dump(mode="json"),
+                "target": ctx.spec.target.model_dump(mode="json"),
             },
             dataset_version_id=dataset.id,
             run_id=ctx.run_id,

@@ -53,7 +53,6 @@ EXAMPLES = 5
 _SCANNED = 200  # failing rows scanned for distinct example values
 _ROW = "_row"
 _FIRST = "\x00first"
-_typed = cast_to  # the old private name, still imported by keelson.data.reconcile
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 

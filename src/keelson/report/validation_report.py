@@ -7,19 +7,14 @@ with warnings and failures highlighted; and the schema changes with the decision
 
 from __future__ import annotations
 
-import functools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from keelson import __version__
 from keelson.data.contracts import Validation
-from keelson.report.html import number as _number
-from keelson.report.html import percent as _percent
-from keelson.report.profile_report import write_text_atomic
+from keelson.report.html import template, write_text_atomic
 
 FORMAT = "keelson.validation/1"
 _SEVERITY_ORDER = {"fail": 0, "warn": 1, "quarantine": 2}
@@ -59,7 +54,7 @@ def validation_document(validations: list[Validation]) -> dict[str, Any]:
 def render_validation(document: dict[str, Any]) -> str:
     """The document as one HTML page with no scripts and no external resources."""
     sources = [s | {"bars": _bars(s)} for s in document["sources"]]
-    return _template().render(d=document, sources=sources)
+    return template("validation.html.j2").render(d=document, sources=sources)
 
 
 def _source(validation: Validation) -> dict[str, Any]:
@@ -82,16 +77,3 @@ def _bars(source: dict[str, Any]) -> list[dict[str, Any]]:
         {"rule": rule, "count": count, "width": 100.0 * count / top if top else 0.0}
         for rule, count in reasons.items()
     ]
-
-
-@functools.cache
-def _template() -> jinja2.Template:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("keelson.report", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters.update(num=_number, pct=_percent)
-    return environment.get_template("validation.html.j2")
