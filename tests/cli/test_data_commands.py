@@ -74,3 +74,21 @@ def test_infer_contract_proposes_a_contract_the_source_passes(project: Path) -> 
     assert contract.columns["churn"].allowed is not None
     code, output = run_cli("data", "infer-contract", "nope", "--project", str(project))
     assert code == 1 and "usage" in output
+
+
+def test_validate_streams_a_source_to_kept_and_quarantine_files(
+    project: Path, tmp_path: Path
+) -> None:
+    import polars as pl
+
+    out = tmp_path / "validated"
+    code, output = run_cli(
+        "data", "validate", "customers", "--out", str(out), "--project", str(project)
+    )
+    assert code == 0, output
+    summary = json.loads(output)
+    assert summary["rows_in"] == 603 and summary["quarantined"] == 3
+    assert pl.read_parquet(out / "customers.kept.parquet").height == 600
+    assert pl.read_parquet(out / "customers.quarantine.parquet").height == 3
+    code, output = run_cli("data", "validate", "usage", "--project", str(project))
+    assert code == 1 and "not a CSV or Parquet file source" in output

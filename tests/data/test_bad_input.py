@@ -24,3 +24,15 @@ def test_a_column_whose_type_changes_mid_file_loses_nothing(tmp_path: Path) -> N
     assert checked.kept.filter(pl.col("id") == 5000)["amount"].item() == 12.5
     bad = checked.quarantined.row(0, named=True)
     assert bad["_rule"] == "type" and bad["_column"] == "amount" and "n/a" in bad["_reason"]
+
+
+def test_a_partitioned_parquet_source_reads_every_part_in_order(tmp_path: Path) -> None:
+    parts = tmp_path / "events"
+    parts.mkdir()
+    for index in range(3):
+        pl.DataFrame({"id": [index * 10 + 1, index * 10 + 2]}).write_parquet(
+            parts / f"part-{index:03d}.parquet"
+        )
+    read = read_source("events", FileSource(kind="parquet", path="events"), tmp_path)
+    assert read.frame["id"].to_list() == [1, 2, 11, 12, 21, 22]
+    assert read.rows_in == 6 and len(read.fingerprint["sha256"]) == 64

@@ -102,6 +102,34 @@ def profile(
     console.print(f"Profile of {version.id}: {html} and {document}", highlight=False)
 
 
+@app.command("validate")
+@friendly
+def validate_file(
+    source: str = typer.Argument(..., help="A CSV or Parquet file source named in keelson.yaml."),
+    out: Path = typer.Option(Path("validated"), help="Folder for the kept and quarantine files."),
+    project: Path = PROJECT,
+) -> None:
+    """Validate a source larger than memory, streaming: kept and quarantined rows to Parquet."""
+    from keelson.data.contracts import enforce
+    from keelson.data.streaming import validate_streaming
+    from keelson.errors import KeelsonError
+    from keelson.spec import FileSource, load_spec
+
+    folder = find_project(project)
+    spec = load_spec(folder)
+    chosen = spec.sources.get(source)
+    if not isinstance(chosen, FileSource) or chosen.kind not in {"csv", "parquet"}:
+        raise KeelsonError(
+            f"'{source}' is not a CSV or Parquet file source.",
+            hint=f"Sources: {sorted(spec.sources)}.",
+        )
+    path = chosen.path if "://" in chosen.path else str(folder / chosen.path)
+    contract = spec.contracts.get(source)
+    result = validate_streaming(path, chosen.kind, contract, out, source=source, options=chosen)
+    console.print_json(json.dumps(result.summary(), default=str))
+    enforce(result.outline(), contract)
+
+
 @app.command("infer-contract")
 @friendly
 def infer_contract(

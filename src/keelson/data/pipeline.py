@@ -8,6 +8,7 @@ data code are unchanged, the stored version is reused (``keelson explain`` says 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
@@ -18,6 +19,7 @@ import polars as pl
 from keelson import __version__
 from keelson.cache import CacheKey, StepCache, cache_key, code_version
 from keelson.data.contracts import Validation, enforce, validate, validation_order, write_quarantine
+from keelson.data.executor import dask_client, partitioned_sources, validate_partitioned
 from keelson.data.sources import SourceRead, read_source
 from keelson.data.versions import load_version, save_version
 from keelson.run_context import RunContext
@@ -83,6 +85,7 @@ def _data_code() -> list[ModuleType]:
     from keelson.data import (
         contracts,
         dedup,
+        executor,
         integrate,
         joins,
         reconcile,
@@ -91,7 +94,7 @@ def _data_code() -> list[ModuleType]:
         versions,
     )
 
-    return [sources, reconcile, rules, contracts, dedup, joins, integrate, versions]
+    return [sources, reconcile, rules, contracts, executor, dedup, joins, integrate, versions]
 
 
 def _cache_key(ctx: RunContext, reads: dict[str, SourceRead]) -> CacheKey:
@@ -115,14 +118,30 @@ def _reuse(ctx: RunContext, hit: dict[str, Any]) -> DataResult:
 
 def _validate_all(ctx: RunContext, reads: dict[str, SourceRead]) -> list[Validation]:
     validations: dict[str, Validation] = {}
-    for name in validation_order(ctx.spec.contracts, reads):
-        contract = ctx.spec.contracts.get(name)
-        referenced = {
-            r.source: validations[r.source].kept for r in (contract.references if contract else [])
-        }
-        with ctx.step(f"validate.{name}") as detail:
-            validations[name] = validate(reads[name], contract, referenced)
-            detail.update(validations[name].summary())
+    partitioned = partitioned_sources(ctx.spec, ctx.project_dir)  # {} unless engine: dask
+    with dask_client(ctx.spec.execution) if partitioned else nullcontext() as client:
+        for name in validation_order(ctx.spec.contracts, reads):
+            contract = ctx.spec.contracts.get(name)
+            referenced = {
+                r.source: validations[r.source].kept
+                for r in (contract.references if contract else [])
+            }
+            with ctx.step(f"validate.{name}") as detail:
+                if name in partitioned:
+                    parts = partitioned[name]
+                    validations[name] = validate_partitioned(
+                        parts.paths,
+                        contract,
+                        source=name,
+                        execution=ctx.spec.execution,
+                        references=referenced,
+                        client=client,
+                        storage_options=parts.storage_options,
+                    )
+                    detail.update(engine="dask", partitions=len(parts.paths))
+                else:
+                    validations[name] = validate(reads[name], contract, referenced)
+                detail.update(validations[name].summary())
     return [validations[name] for name in reads]
 
 

@@ -381,6 +381,17 @@ def _jsonl_problem(line: str) -> str | None:
 
 
 read_csv = file_reader(parse_csv)
-read_parquet = file_reader(parse_parquet)
+_read_parquet_file = file_reader(parse_parquet)
+
+
+def read_parquet(name: str, spec: FileSource, project_dir: Path) -> SourceRead:
+    """One Parquet file, or every partition of a directory or glob in path order."""
+    from keelson.data.executor import is_partitioned, read_partitioned_source
+
+    if is_partitioned(spec, project_dir):
+        return read_partitioned_source(name, spec, project_dir)
+    return _read_parquet_file(name, spec, project_dir)
+
+
 read_json = file_reader(parse_json)
 read_jsonl = file_reader(parse_jsonl)
