@@ -20,62 +20,18 @@ from keelson.data.sources import read_source
 from keelson.data.streaming import StreamedValidation, validate_streaming
 from keelson.errors import ContractError, SourceError
 from keelson.spec import Contract, FileSource
+from tests.data.dirty import contracts, every_rule
+from tests.data.dirty import violations as dirty_violations
 
 NOW = dt.datetime(2024, 6, 20, tzinfo=dt.UTC)
 PLANS = {"plans": pl.DataFrame({"name": ["basic", "plus"]})}
 
-EVERY_RULE: dict[str, Any] = {
-    "columns": {
-        "id": {"type": "int", "nullable": False},
-        "age": {"type": "int", "nullable": False, "min": 0, "max": 99, "severity": {"max": "warn"}},
-        "plan": {"allowed": ["basic", "plus", "pro"]},
-        "email": {"regex": "@"},
-        "ts": {"type": "datetime"},
-        "score": {"type": "float"},
-        "absent": {"type": "int"},
-    },
-    "unique": [["id"], ["email", "plan"]],
-    "exact_duplicates": "quarantine",
-    "checks": [
-        {"name": "adult_pro", "expr": "age >= 18 OR plan <> 'pro'", "severity": "warn"},
-        {"name": "spend", "expr": "age < 95 OR plan = 'basic'"},
-    ],
-    "references": [{"columns": ["plan"], "source": "plans", "to": ["name"], "severity": "warn"}],
-    "freshness": {"column": "ts", "max_age": "7d", "severity": "warn"},
-    "rows": {"min": 100_000, "severity": "warn"},
-    "schema_changes": {"missing": "ignore"},
-}
-CONTRACTS = {
-    "every rule": EVERY_RULE,
-    "drop duplicates, adopt retyped, ignore added": EVERY_RULE
-    | {
-        "exact_duplicates": "drop",
-        "schema_changes": {"missing": "ignore", "retyped": "adopt", "added": "ignore"},
-        "references": [{"columns": ["plan"], "source": "plans", "to": ["name"]}],
-    },
-    "keys only": {"unique": ["id"], "exact_duplicates": "quarantine"},
-    "no contract": None,
-}
+EVERY_RULE = every_rule("7d", {"min": 100_000})
+CONTRACTS = contracts(EVERY_RULE)
 
 
 def violations(rows: int = 1500) -> pl.DataFrame:
-    """A table that breaks every kind of rule, with more than 200 failures of some rules."""
-    i = pl.int_range(rows, dtype=pl.Int64)
-    frame = pl.select(
-        id=pl.when(i % 97 == 5).then(pl.lit("x")).otherwise((i % 1400).cast(pl.String)),
-        age=pl.when(i % 53 == 0).then(None).otherwise(i * 7 % 120 - 5),
-        plan=pl.format("{}", i % 4).replace_strict(
-            {"0": "basic", "1": "plus", "2": "pro", "3": "gold"}
-        ),
-        email=pl.when(i % 11 == 0)
-        .then(pl.format("bad{}", i))
-        .otherwise(pl.format("u{}@x.org", i % 1000)),
-        ts=pl.when(i % 301 == 0)
-        .then(pl.lit("noon"))
-        .otherwise(pl.format("2024-05-{} 10:00:00", (i % 28 + 1).cast(pl.String).str.zfill(2))),
-        score=pl.when(i % 89 == 0).then(pl.lit("n/a")).otherwise((i % 50).cast(pl.String)),
-        extra=i % 3,
-    )
+    frame = dirty_violations(rows, distinct_ids=1400)
     return pl.concat([frame, frame[100:140], frame[7:9]])  # exact duplicates, later on
 
 
