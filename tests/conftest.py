@@ -40,10 +40,10 @@ integrate:
     - {source: months, keys: [month], validate: "m:1"}
   drop: [usage_id, customer_id]
 target: {column: churn, positive: "yes"}
-split: {test: 0.25, validation: 0.2, seed: 7}
+split: {test: 0.25, seed: 7}
 train:
-  candidates: [logistic, hist_gradient_boosting, lightgbm]
-  budget: {seconds: 4}
+  candidates: [linear, hist_gradient_boosting, lightgbm]
+  budget: {seconds: 60, max_trials: 4}
   cv_folds: 2
   bootstrap: 100
 registry: {name: churn-demo, alias: production}

@@ -26,7 +26,7 @@ from keelson.store.tables import CacheEntry
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
 PARAMS: dict[str, Any] = {
-    "train": {"budget": {"seconds": 90}, "candidates": ["logistic", "lightgbm"], "seed": 7},
+    "train": {"budget": {"seconds": 90}, "candidates": ["linear", "lightgbm"], "seed": 7},
     "metric": "roc_auc",
 }
 
@@ -251,7 +251,7 @@ def test_explain_names_input_changes(store: Store) -> None:
 def test_explain_names_the_parameter_path(store: Store) -> None:
     params = json.loads(json.dumps(PARAMS))
     params["train"]["budget"]["seconds"] = 60
-    params["train"]["candidates"] = ["logistic", "hist_gradient_boosting", "lightgbm"]
+    params["train"]["candidates"] = ["linear", "hist_gradient_boosting", "lightgbm"]
     del params["train"]["seed"]
     params["train"]["cv_folds"] = 3
     assert explain_change(store, key_for(params=params)) == [

@@ -17,7 +17,7 @@ BASE = {
 
 def test_minimal_spec_gets_embedded_defaults() -> None:
     spec = parse_spec(BASE)
-    assert spec.train.budget.seconds == 90 and spec.split.stratify
+    assert spec.train.budget.seconds == 90 and spec.split.method == "auto"
     assert spec.base_source == "t" and len(spec.digest()) == 64
 
 

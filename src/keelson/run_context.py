@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ class RunContext:
     console: Console
     quiet: bool = False
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: float = field(default_factory=time.monotonic)  # the budget counts from here
     steps: list[StepRecord] = field(default_factory=list)
 
     @property

@@ -6,6 +6,7 @@ data stage (read, reconcile, validate, quarantine, integrate, profile, version; 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,16 +17,24 @@ import polars as pl
 from keelson import __version__
 from keelson.data.pipeline import DataResult, prepare_data
 from keelson.data.profile import profile
+from keelson.environment import library_versions
 from keelson.errors import KeelsonError
 from keelson.registry import versions as registry
 from keelson.registry.signature import Signature
 from keelson.report import run_report
 from keelson.run_context import RunContext
+from keelson.spec import ProjectSpec
 from keelson.store.tables import DatasetVersion
-from keelson.train.final import FinalModel, LabelledRows, fit_final
-from keelson.train.search import SearchResult, search
-from keelson.train.split import Splits, split
-from keelson.train.target import classes_of, features_and_labels
+from keelson.train.budget import Deadline
+from keelson.train.crossval import Problem
+from keelson.train.final import FinalModel, LabelledRows, finish
+from keelson.train.generalisation import LearningPoint, assess_gap, more_data_verdict
+from keelson.train.leakage import Finding, check_leakage
+from keelson.train.metrics import metric
+from keelson.train.search import SearchResult, imbalance_choices, search
+from keelson.train.split import Splits, folds, split
+from keelson.train.task import Task
+from keelson.train.workers import WorkerPool
 
 
 @dataclass(frozen=True)
@@ -34,12 +43,16 @@ class RunResult:
     model_name: str
     model_version: int
     alias: str | None
+    task: str
     family: str
-    threshold: float
+    threshold: float | None
     test_metrics: dict[str, dict[str, float]]
+    cv_metrics: dict[str, float]
     report_path: Path
     steps: list[dict[str, Any]]
     dataset_version: str
+    wall_seconds: float
+    budget_seconds: float
 
 
 def run(ctx: RunContext) -> RunResult:
@@ -54,69 +67,120 @@ def run(ctx: RunContext) -> RunResult:
     return result
 
 
-def _labelled(frame: pl.DataFrame, ctx: RunContext) -> LabelledRows:
-    features, labels = features_and_labels(frame, ctx.spec.target)
-    return LabelledRows(features, labels)
+@dataclass(frozen=True)
+class _Training:
+    task: Task
+    problem: Problem
+    splits: Splits
+    test: LabelledRows
+    leakage: list[Finding]
 
 
-def _train(ctx: RunContext, splits: Splits) -> tuple[SearchResult, FinalModel]:
-    train, validation, test = (
-        _labelled(part, ctx) for part in (splits.train, splits.validation, splits.test)
-    )
+def _prepare_training(ctx: RunContext, table: pl.DataFrame) -> _Training:
+    """The task, the split, the folds, and the leakage checks: all before any fitting."""
+    spec = ctx.spec
+    task = Task.of(table, spec.target, spec.train)
+    with ctx.step("split") as detail:
+        splits = split(table, task, spec.split)
+        method = splits.method
+        dropped = [c for c in (spec.split.group_column,) if c] + _temporal(splits.train, spec)
+        train_features, labels = task.split_frame(splits.train.drop(dropped))
+        test_features, test_labels = task.split_frame(splits.test.drop(dropped))
+        workers = spec.train.workers or os.cpu_count() or 1
+        problem = Problem(
+            features=train_features,
+            labels=labels,
+            folds=folds(splits.train, labels, spec.split, method, spec.train.cv_folds),
+            task=task.kind,
+            n_classes=len(task.classes),
+            metric=task.metric,
+            seed=spec.train.seed,
+            threads=max(1, (os.cpu_count() or 1) // workers),
+        )
+        leakage = check_leakage(
+            splits.train.drop(task.column),
+            labels,
+            test_features if test_features.height else None,
+            task.kind,
+            spec.split.time_column if method == "time" else None,
+            spec.train.seed,
+        )
+        detail.update(splits.sizes(), task=task.kind, leakage=len(leakage))
+    return _Training(task, problem, splits, LabelledRows(test_features, test_labels), leakage)
+
+
+def _temporal(frame: pl.DataFrame, spec: ProjectSpec) -> list[str]:
+    """The time column orders the split; as a raw timestamp it is not a feature."""
+    column = spec.split.time_column
+    if column and column in frame.columns and frame[column].dtype.is_temporal():
+        return [column]
+    return []
+
+
+def _train(
+    ctx: RunContext, training: _Training, pool: WorkerPool, deadline: Deadline
+) -> tuple[SearchResult, FinalModel]:
+    spec, problem = ctx.spec.train, training.problem
+    pool.load(problem)
     with ctx.step("search") as detail:
         from keelson.progress import search_progress
 
-        with search_progress(ctx.spec.train.budget.seconds, ctx.quiet, ctx.console) as on_trial:
-            result = search(train.features, train.labels, ctx.spec.train, on_trial)
+        imbalance = imbalance_choices(spec, problem.task, problem.labels)
+        with search_progress(deadline.remaining(), ctx.quiet, ctx.console) as on_trial:
+            result = search(problem, pool, spec, deadline, imbalance, on_trial)
         detail.update(trials=len(result.trials), best=result.best.to_dict(), seconds=result.seconds)
     with ctx.step("final_fit") as detail:
-        final = fit_final(result.best, train, validation, test, ctx.spec.train)
-        detail.update(threshold=final.threshold)
+        ordered = training.splits.method == "time"
+        final = finish(problem, result, pool, deadline, spec, training.test, ordered)
+        detail.update(threshold=final.threshold, members=len(final.members))
     return result, final
 
 
 def _run(ctx: RunContext) -> RunResult:
-    data = prepare_data(ctx)
-    table, dataset = data.table, data.version
-    classes = classes_of(table, ctx.spec.target)
-    with ctx.step("split") as detail:
-        splits = split(table, ctx.spec.target.column, ctx.spec.split)
-        detail.update(splits.sizes())
-    result, final = _train(ctx, splits)
+    deadline = Deadline(ctx.spec.train.budget.seconds, started=ctx.started)
+    workers = ctx.spec.train.workers or os.cpu_count() or 1
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with WorkerPool(workers, threads) as pool:  # its imports overlap the data stage
+        data = prepare_data(ctx)
+        training = _prepare_training(ctx, data.table)
+        result, final = _train(ctx, training, pool, deadline)
+    task, dataset = training.task, data.version
     with ctx.step("register") as detail:
-        version = _register(
-            ctx,
-            final,
-            result,
-            dataset,
-            Signature.from_frame(table.drop(ctx.spec.target.column), classes),
-        )
+        signature = Signature.from_frame(training.problem.features, task.classes)
+        version = _register(ctx, task, final, result, dataset, signature)
         detail.update(name=version.name, version=version.version)
     report_path = ctx.output_dir / "report.html"
     with ctx.step("report"):
-        run_report.write(
-            _report(ctx, data, classes, result, final, version.version),
-            report_path,
-        )
+        report = _report(ctx, data, training, result, final, version.version, deadline)
+        run_report.write(report, report_path)
         ctx.save_artifact("report", report_path, "html")
-    steps = [step.to_dict() for step in ctx.steps]
     metrics = {name: interval.to_dict() for name, interval in final.test_metrics.items()}
     return RunResult(
         run_id=ctx.run_id,
         model_name=version.name,
         model_version=version.version,
         alias=ctx.spec.registry.alias,
-        family=result.best.family,
+        task=task.kind,
+        family=_family(final),
         threshold=final.threshold,
         test_metrics=metrics,
+        cv_metrics=final.cv_metrics,
         report_path=report_path,
-        steps=steps,
+        steps=[step.to_dict() for step in ctx.steps],
         dataset_version=dataset.id,
+        wall_seconds=deadline.elapsed(),
+        budget_seconds=deadline.budget,
     )
+
+
+def _family(final: FinalModel) -> str:
+    families = [member.trial.family for member in final.members]
+    return families[0] if len(families) == 1 else "ensemble(" + "+".join(families) + ")"
 
 
 def _register(
     ctx: RunContext,
+    task: Task,
     final: FinalModel,
     result: SearchResult,
     dataset: DatasetVersion,
@@ -124,12 +188,16 @@ def _register(
 ) -> Any:
     metrics = {name: interval.to_dict() for name, interval in final.test_metrics.items()}
     ctx.log_metrics({f"test.{n}": (i.value, i.low, i.high) for n, i in final.test_metrics.items()})
-    ctx.log_metrics({f"cv.{result.metric}": (result.best.score or 0.0, None, None)})
+    ctx.log_metrics({f"cv.{n}": (v, None, None) for n, v in final.cv_metrics.items()})
+    best = result.best
+    environment = library_versions()
     ctx.log_params(
         {
-            "family": result.best.family,
+            "task": task.kind,
+            "family": _family(final),
             "threshold": final.threshold,
-            **{f"param.{k}": v for k, v in result.best.params.items()},
+            **{f"param.{k}": v for k, v in best.config.params.items()},
+            **{f"env.{k}": v for k, v in environment.items()},
         }
     )
     version = registry.register(
@@ -139,16 +207,21 @@ def _register(
             pipeline=final.pipeline,
             signature=signature,
             threshold=final.threshold,
-            family=result.best.family,
-            metrics=metrics,
+            family=_family(final),
+            task=task.kind,
+            metrics=metrics or {"cv": final.cv_metrics},
             lineage={
                 "dataset_version": dataset.id,
                 "run_id": ctx.run_id,
                 "spec_sha256": ctx.spec.digest(),
                 "keelson_version": __version__,
-                "search": result.best.to_dict(),
+                "environment": environment,
+                "search": best.to_dict(),
+                "members": [member.to_dict() for member in final.members],
                 "split": ctx.spec.split.model_dump(mode="json"),
                 "target": ctx.spec.target.model_dump(mode="json"),
+                "task": task.kind,
+                "classes": task.classes,
             },
             dataset_version_id=dataset.id,
             run_id=ctx.run_id,
@@ -162,13 +235,20 @@ def _register(
 def _report(
     ctx: RunContext,
     data: DataResult,
-    classes: list[str],
+    training: _Training,
     result: SearchResult,
     final: FinalModel,
     model_version: int,
+    deadline: Deadline,
 ) -> run_report.RunReport:
-    table, dataset = data.table, data.version
-    positives = (table[ctx.spec.target.column].cast(pl.String) == classes[1]).to_numpy()
+    table, dataset, task = data.table, data.version, training.task
+    spec = ctx.spec.train
+    best = result.best
+    higher = metric(task.kind, task.metric).higher_is_better
+    gap = None
+    if best.train_score is not None and best.score is not None:
+        gap = assess_gap(best.train_score, best.score, task.metric, higher).to_dict()
+    curve = [LearningPoint(**point) for point in final.learning_curve]
     return run_report.RunReport(
         project=ctx.spec.name,
         run_id=ctx.run_id,
@@ -176,36 +256,81 @@ def _report(
         keelson_version=__version__,
         model_name=ctx.spec.registry.name,
         model_version=model_version,
-        dataset={
-            "version": dataset.id,
-            "content_hash": dataset.content_hash,
-            "rows": table.height,
-            "columns": table.width,
-            "target": ctx.spec.target.column,
-            "positive": classes[1],
-            "negative": classes[0],
-            "positive_share": float(positives.mean()),
-        },
+        dataset=_dataset_summary(table, task, dataset),
         sources=data.sources,
         quarantine_path=None if data.reused else str(ctx.output_dir / "quarantine.parquet"),
         profile=profile(table),
         search=[trial.to_dict() for trial in result.trials],
-        search_metric=result.metric,
+        search_metric=task.metric,
         best={
-            "family": result.best.family,
-            "params": result.best.params,
-            "cv_score": result.best.score,
+            "family": _family(final),
+            "params": best.config.params,
+            "imbalance": best.config.imbalance,
+            "cv_score": best.score,
         },
         threshold=final.threshold,
-        threshold_metric=ctx.spec.train.threshold_metric,
+        threshold_metric=spec.threshold_metric if task.kind == "binary" else None,
+        costs=spec.costs.model_dump() if spec.threshold_metric == "cost" else None,
+        task=task.kind,
+        classes=task.classes,
         y_true=final.test_labels.tolist(),
         y_score=final.test_scores.tolist(),
         test_metrics={
             n: run_report.MetricInterval(i.value, i.low, i.high)
             for n, i in final.test_metrics.items()
         },
+        cv_metrics=final.cv_metrics,
         feature_importance=final.importance,
         steps=[step.to_dict() for step in ctx.steps],
-        budget_seconds=ctx.spec.train.budget.seconds,
+        budget_seconds=spec.budget.seconds,
         search_seconds=result.seconds,
+        wall_seconds=deadline.elapsed(),
+        ensemble=final.ensemble,
+        calibration=_calibration(final),
+        imbalance=best.config.imbalance if task.is_classification else None,
+        evidence={
+            "gap": gap,
+            "learning_curve": final.learning_curve,
+            "learning_verdict": more_data_verdict(curve, higher, task.metric) if curve else None,
+            "leakage": [finding.to_dict() for finding in training.leakage],
+        },
+        environment=library_versions(),
     )
+
+
+def _dataset_summary(table: pl.DataFrame, task: Task, dataset: DatasetVersion) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "version": dataset.id,
+        "content_hash": dataset.content_hash,
+        "rows": table.height,
+        "columns": table.width,
+        "target": task.column,
+        "task": task.kind,
+    }
+    if task.kind == "binary":
+        positives = (table[task.column].cast(pl.String) == task.classes[1]).to_numpy()
+        summary |= {
+            "positive": task.classes[1],
+            "negative": task.classes[0],
+            "positive_share": float(positives.mean()),
+        }
+    return summary
+
+
+def _calibration(final: FinalModel) -> dict[str, Any] | None:
+    choice = final.calibration
+    if choice is None:
+        return None
+    before, after = choice.before, choice.after
+    return {
+        "method": choice.method,
+        "reason": choice.reason,
+        "log_loss_before": before.get("log_loss"),
+        "log_loss_after": after.get("log_loss"),
+        "brier_before": before.get("brier"),
+        "brier_after": after.get("brier"),
+        "ece_before": before.get("ece"),
+        "ece_after": after.get("ece"),
+        "before": choice.reliability_before,
+        "after": choice.reliability_after if choice.method != "none" else None,
+    }

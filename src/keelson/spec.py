@@ -340,40 +340,118 @@ class Execution(_Section):
 # --- learning ----------------------------------------------------------------
 
 
+TaskKind = Literal["binary", "multiclass", "regression"]
+
+
 class Target(_Section):
     column: str
-    task: Literal["binary"] = "binary"
-    positive: str | int | bool = Field(1, description="The label value of the positive class.")
+    task: Literal["auto", "binary", "multiclass", "regression"] = Field(
+        "auto",
+        description="auto: two values: binary; a few values: multiclass; numbers: regression.",
+    )
+    positive: str | int | bool | None = Field(
+        None, description="Binary only: the label of the positive class (default: the rarer one)."
+    )
 
 
 class Split(_Section):
-    test: float = Field(0.2, gt=0.0, lt=0.5)
-    validation: float = Field(0.2, gt=0.0, lt=0.5)
-    stratify: bool = True
+    """The untouched test set, then K-fold cross-validation inside the rest."""
+
+    method: Literal["auto", "random", "stratified", "time", "group"] = Field(
+        "auto", description="auto: stratified for classification, random for regression."
+    )
+    test: float = Field(0.2, ge=0.0, lt=0.9, description="Share held out; 0 keeps no test set.")
+    time_column: str | None = Field(None, description="method time: the column that orders rows.")
+    group_column: str | None = Field(
+        None, description="method group: rows sharing it stay together."
+    )
+    gap: int = Field(
+        0, ge=0, description="method time: rows left out between training and scoring."
+    )
     seed: int = 42
 
+    @model_validator(mode="after")
+    def _columns_named(self) -> Split:
+        if self.method == "time" and not self.time_column:
+            raise ValueError("method 'time' needs 'time_column'")
+        if self.method == "group" and not self.group_column:
+            raise ValueError("method 'group' needs 'group_column'")
+        return self
 
-Metric = Literal["roc_auc", "pr_auc", "log_loss"]
-ThresholdMetric = Literal["f1", "precision", "recall", "balanced_accuracy"]
-Family = Literal["logistic", "hist_gradient_boosting", "lightgbm"]
-FAMILY_NAMES: tuple[Family, ...] = ("logistic", "hist_gradient_boosting", "lightgbm")
+
+Metric = Literal[
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "accuracy",
+    "macro_f1",
+    "balanced_accuracy",
+    "roc_auc_ovr",
+    "rmse",
+    "mae",
+    "r2",
+]
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("roc_auc", "pr_auc", "log_loss"),
+    "multiclass": ("log_loss", "macro_f1", "accuracy", "balanced_accuracy", "roc_auc_ovr"),
+    "regression": ("rmse", "mae", "r2"),
+}
+ThresholdMetric = Literal["f1", "precision", "recall", "balanced_accuracy", "cost"]
+Family = Literal[
+    "linear", "random_forest", "extra_trees", "hist_gradient_boosting", "lightgbm", "xgboost"
+]
+FAMILY_NAMES: tuple[Family, ...] = (
+    "linear",
+    "random_forest",
+    "extra_trees",
+    "hist_gradient_boosting",
+    "lightgbm",
+)
+Imbalance = Literal["weights", "over", "under", "smote", "balanced_bagging"]
 
 
 class Budget(_Section):
-    seconds: float = Field(90.0, gt=0.0, description="Wall-clock seconds for the search.")
-    max_trials: int | None = Field(None, ge=1)
+    seconds: float = Field(
+        90.0, gt=0.0, description="Wall-clock seconds for the whole run, data stage included."
+    )
+    max_trials: int | None = Field(None, ge=1, description="Stop after this many trials.")
+
+
+class Costs(_Section):
+    """Binary: what a wrong decision costs; the threshold then minimises the expected cost."""
+
+    false_positive: float = Field(1.0, ge=0.0)
+    false_negative: float = Field(1.0, ge=0.0)
 
 
 class Train(_Section):
     candidates: list[Family] = Field(default_factory=lambda: list(FAMILY_NAMES), min_length=1)
-    metric: Metric = Field("roc_auc", description="Metric the search maximises (log_loss: min).")
-    threshold_metric: ThresholdMetric = Field(
-        "f1", description="Metric the threshold is tuned for."
+    metric: Metric | None = Field(
+        None,
+        description="What the search optimises; default roc_auc (binary), log_loss (multiclass), "
+        "rmse (regression).",
     )
+    threshold_metric: ThresholdMetric = Field(
+        "f1", description="Binary: what the decision threshold is tuned for (cost: uses costs)."
+    )
+    costs: Costs = Field(default_factory=Costs)
     budget: Budget = Field(default_factory=Budget)
-    cv_folds: int = Field(3, ge=2, le=10)
-    class_weight: Literal["auto", "balanced", "none"] = Field(
-        "auto", description="auto: the search tries both balanced class weights and none."
+    cv_folds: int = Field(5, ge=2, le=10)
+    imbalance: Literal["auto", "none"] | list[Imbalance] = Field(
+        "auto",
+        description="Classification: resampling/weighting the search may choose by CV. auto: all "
+        "of them when the rarest class is under 30 %; none: never; or a list to choose from.",
+    )
+    calibration: Literal["auto", "isotonic", "sigmoid", "none"] = Field(
+        "auto", description="Binary: calibrate probabilities on out-of-fold predictions."
+    )
+    ensemble: bool = Field(True, description="Greedy ensemble of the best trials if it wins in CV.")
+    feature_selection: bool = Field(
+        False, description="Drop features whose permutation importance does not pay, if CV agrees."
+    )
+    learning_curve: bool = Field(True, description="Measure CV score vs training rows.")
+    workers: int | None = Field(
+        None, ge=1, le=64, description="Trials run at once; default: the number of cores."
     )
     bootstrap: int = Field(1000, ge=50, description="Bootstrap resamples for the intervals.")
     seed: int = 42

@@ -17,7 +17,7 @@ def run_cli(*args: str) -> tuple[int, str]:
 
 def test_malformed_spec_names_the_key_path(project: Path) -> None:
     spec = project / "keelson.yaml"
-    spec.write_text(spec.read_text().replace("budget: {seconds: 4}", "budget: {seconds: -1}"))
+    spec.write_text(spec.read_text().replace("budget: {seconds: 60", "budget: {seconds: -1"))
     code, output = run_cli("run", str(project))
     assert code == 1
     assert "train.budget.seconds" in output and "Got -1" in output

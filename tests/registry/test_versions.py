@@ -11,7 +11,7 @@ from keelson.features.preprocess import ColumnKinds
 from keelson.registry import versions as registry
 from keelson.registry.signature import Signature, SignatureError
 from keelson.store.store import Store, locate, open_store
-from keelson.train.candidates import make_pipeline
+from keelson.train.candidates import Config, make_pipeline
 
 
 @pytest.fixture
@@ -19,7 +19,8 @@ def fitted() -> tuple[object, pl.DataFrame, np.ndarray]:
     rng = np.random.default_rng(1)
     frame = pl.DataFrame({"x": rng.normal(size=300), "c": rng.choice(["a", "b"], 300)})
     labels = ((frame["x"].to_numpy() + (frame["c"] == "a").to_numpy()) > 0.5).astype(int)
-    pipeline = make_pipeline("lightgbm", {"n_estimators": 20}, ColumnKinds.of(frame), False, 0)
+    config = Config("lightgbm", {"n_estimators": 20})
+    pipeline = make_pipeline(config, ColumnKinds.of(frame), "binary", 1, 0)
     return pipeline.fit(frame, labels), frame, labels
 
 

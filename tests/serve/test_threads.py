@@ -9,12 +9,13 @@ from sklearn.model_selection import FixedThresholdClassifier
 
 from keelson.features.preprocess import ColumnKinds
 from keelson.serve.threads import THREAD_VARIABLES, pin_environment, single_threaded
-from keelson.train.candidates import make_pipeline
+from keelson.train.candidates import Config, make_pipeline
 
 
 def test_single_threaded_reaches_the_nested_estimator() -> None:
     frame = pl.DataFrame({"x": np.arange(40.0)})
-    pipeline = make_pipeline("lightgbm", {"n_estimators": 5}, ColumnKinds.of(frame), False, 0)
+    config = Config("lightgbm", {"n_estimators": 5})
+    pipeline = make_pipeline(config, ColumnKinds.of(frame), "binary", threads=2, seed=0)
     model = FixedThresholdClassifier(pipeline, threshold=0.3).fit(frame, np.arange(40) % 2)
     before = model.predict_proba(frame)
     single_threaded(model)

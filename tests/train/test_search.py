@@ -4,11 +4,14 @@ import numpy as np
 import polars as pl
 
 from keelson.spec import Budget, Split, Train
+from keelson.train.budget import Deadline
+from keelson.train.crossval import Problem
 from keelson.train.search import search
-from keelson.train.split import split
+from keelson.train.split import folds
+from keelson.train.workers import WorkerPool
 
 
-def problem(rows: int = 600) -> tuple[pl.DataFrame, np.ndarray]:
+def problem(rows: int = 600, k: int = 2) -> Problem:
     rng = np.random.default_rng(0)
     frame = pl.DataFrame(
         {
@@ -17,36 +20,59 @@ def problem(rows: int = 600) -> tuple[pl.DataFrame, np.ndarray]:
             "c": rng.choice(["x", "y", None], rows),
         }
     )
-    labels = (frame["a"].to_numpy() + (frame["c"] == "x").fill_null(False).to_numpy()) + rng.normal(
-        0, 0.5, rows
-    ) > 0.8
-    return frame, labels.astype(int)
+    signal = frame["a"].to_numpy() + (frame["c"] == "x").fill_null(False).to_numpy()
+    labels = (signal + rng.normal(0, 0.5, rows) > 0.8).astype(int)
+    return Problem(
+        features=frame,
+        labels=labels,
+        folds=folds(frame, labels, Split(), "stratified", k),
+        task="binary",
+        n_classes=2,
+        metric="roc_auc",
+        seed=0,
+    )
 
 
-def test_every_family_runs_its_defaults_first_and_scores_well() -> None:
-    features, labels = problem()
-    result = search(features, labels, Train(budget=Budget(seconds=30, max_trials=5), cv_folds=2))
-    assert [t.family for t in result.trials[:3]] == [
-        "logistic",
-        "hist_gradient_boosting",
-        "lightgbm",
-    ]
-    assert len(result.trials) == 5
+def run_search(spec: Train, budget: float = 60.0) -> object:
+    with WorkerPool(2) as pool:
+        data = problem()
+        pool.load(data)
+        return search(data, pool, spec, Deadline(budget), ["none", "weights"])
+
+
+def test_the_portfolio_runs_first_and_scores_well() -> None:
+    spec = Train(
+        candidates=["linear", "hist_gradient_boosting", "lightgbm"],
+        budget=Budget(seconds=60, max_trials=6),
+        cv_folds=2,
+    )
+    result = run_search(spec)
+    families = [t.family for t in result.trials[:3]]
+    assert families == ["lightgbm", "hist_gradient_boosting", "linear"]
+    assert result.trials[0].config.params["n_estimators"] == 300  # the portfolio's first entry
+    assert len(result.trials) == 6
     assert result.best.score is not None and result.best.score > 0.8
+    assert result.best.oof is not None and not np.isnan(result.best.oof).any()
 
 
-def test_the_budget_stops_the_search() -> None:
-    features, labels = problem()
-    result = search(features, labels, Train(budget=Budget(seconds=1.0), cv_folds=2))
+def test_the_same_seed_and_trial_count_give_the_same_trials() -> None:
+    fast: list = ["linear", "hist_gradient_boosting", "lightgbm"]
+    spec = Train(candidates=fast, budget=Budget(seconds=120, max_trials=7), cv_folds=2, seed=3)
+    first, second = run_search(spec), run_search(spec)
+    assert [t.to_dict()["params"] for t in first.trials] == [
+        t.to_dict()["params"] for t in second.trials
+    ]
+    assert [t.score for t in first.trials] == [t.score for t in second.trials]
+
+
+def test_no_trial_starts_after_the_search_deadline() -> None:
+    spec = Train(candidates=["linear", "lightgbm"], budget=Budget(seconds=600), cv_folds=2)
+    deadline = Deadline(8.0)
+    with WorkerPool(2) as pool:
+        data = problem()
+        pool.load(data)
+        result = search(data, pool, spec, deadline, ["none"])
+    limit = deadline.search_until(result.complete()[:3], 2) - deadline.started
+    began = result.seconds and min(t.started_s for t in result.trials)
+    assert all(t.started_s - began <= limit + 0.5 for t in result.trials)
     assert any(t.state == "complete" for t in result.trials)
-    assert all(t.started_s < 1.0 for t in result.trials)  # none starts after the deadline
-    assert result.seconds <= 1.0 + max(t.seconds for t in result.trials) + 0.5
-
-
-def test_split_is_stratified_and_disjoint() -> None:
-    frame = pl.DataFrame({"i": range(1000), "y": [1 if i % 10 == 0 else 0 for i in range(1000)]})
-    parts = split(frame, "y", Split(test=0.2, validation=0.2))
-    assert parts.sizes() == {"train": 600, "validation": 200, "test": 200}
-    assert parts.test["y"].mean() == parts.train["y"].mean() == 0.1
-    seen = set(parts.train["i"]) | set(parts.validation["i"]) | set(parts.test["i"])
-    assert len(seen) == 1000

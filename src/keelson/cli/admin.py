@@ -29,11 +29,16 @@ contracts:
 
 target:
   column: label
-  positive: "yes"
+  task: auto                   # auto | binary | multiclass | regression
+  positive: "yes"              # binary only
+
+split:
+  method: auto                 # auto | stratified | random | time | group
+  test: 0.2                    # the untouched test set; 0 keeps none
 
 train:
-  candidates: [logistic, hist_gradient_boosting, lightgbm]
-  budget: {{seconds: 60}}
+  candidates: [linear, hist_gradient_boosting, lightgbm, random_forest, extra_trees]
+  budget: {{seconds: 60}}      # wall clock for the whole run
 
 registry:
   name: {name}

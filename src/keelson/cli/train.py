@@ -26,6 +26,7 @@ def run(
     from keelson.run_context import RunContext
     from keelson.spec import load_spec
     from keelson.store.store import locate, open_store
+    from keelson.train.budget import process_start
 
     folder = find_project(project)
     spec = load_spec(folder)
@@ -39,7 +40,14 @@ def run(
         )
     store = open_store(locate(folder, spec.store))
     try:
-        ctx = RunContext(spec=spec, project_dir=folder, store=store, console=console, quiet=quiet)
+        ctx = RunContext(
+            spec=spec,
+            project_dir=folder,
+            store=store,
+            console=console,
+            quiet=quiet,
+            started=process_start(),  # the budget covers imports and reading the spec too
+        )
         result = runner.run(ctx)
     finally:
         store.close()
@@ -47,11 +55,20 @@ def run(
 
 
 def _summary(result: Any) -> None:
-    metrics = Table(title="Test metrics (held-out, bootstrap 95 % CI)", title_justify="left")
+    if result.test_metrics:
+        title = "Test metrics (held-out, bootstrap 95 % CI)"
+        rows = [
+            (name, f"{m['value']:.4f}", f"[{m['low']:.4f}, {m['high']:.4f}]")
+            for name, m in result.test_metrics.items()
+        ]
+    else:
+        title = "Cross-validation metrics (no held-out test set)"
+        rows = [(name, f"{value:.4f}", "") for name, value in result.cv_metrics.items()]
+    metrics = Table(title=title, title_justify="left")
     for column in ("metric", "value", "95 % CI"):
         metrics.add_column(column, justify="left" if column == "metric" else "right")
-    for name, m in result.test_metrics.items():
-        metrics.add_row(name, f"{m['value']:.4f}", f"[{m['low']:.4f}, {m['high']:.4f}]")
+    for row in rows:
+        metrics.add_row(*row)
     steps = Table(title="Steps", title_justify="left")
     for column in ("step", "wall s", "CPU s", "peak MB"):
         steps.add_column(column, justify="left" if column == "step" else "right")
@@ -61,9 +78,15 @@ def _summary(result: Any) -> None:
         )
     console.print(metrics, steps)
     alias = f" (alias {result.alias})" if result.alias else ""
+    threshold = f", threshold {result.threshold:.4f}" if result.threshold is not None else ""
     console.print(
         f"Registered [bold]{result.model_name}[/] version [bold]{result.model_version}[/]{alias}: "
-        f"{result.family}, threshold {result.threshold:.4f}, dataset {result.dataset_version}",
+        f"{result.task} {result.family}{threshold}, dataset {result.dataset_version}",
+        highlight=False,
+    )
+    console.print(
+        f"Wall time {result.wall_seconds:.1f} s of a {result.budget_seconds:g} s budget "
+        f"({result.wall_seconds / result.budget_seconds:.2f}).",
         highlight=False,
     )
     console.print(f"Report: {result.report_path}", highlight=False, soft_wrap=True)

@@ -20,7 +20,19 @@ from keelson.store.store import Store
 from keelson.store.tables import Alias, Artifact, ModelVersion, utcnow
 
 MODEL_FORMAT = "skops"
-TRUSTED_MODULES = ("sklearn.", "lightgbm.", "numpy.", "scipy.", "collections.", "builtins.")
+TRUSTED_MODULES = (
+    "sklearn.",
+    "imblearn.",
+    "lightgbm.",
+    "xgboost.",
+    "numpy.",
+    "scipy.",
+    "collections.",
+    "builtins.",
+    "keelson.train.blend.BlendClassifier",
+    "keelson.train.blend.BlendRegressor",
+    "keelson.train.calibration.CalibratedClassifier",
+)
 _REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]{0,99})(?:@(?P<pointer>[A-Za-z0-9_-]+))?$")
 
 
@@ -50,12 +62,13 @@ class NewVersion:
     name: str
     pipeline: Any
     signature: Signature
-    threshold: float
+    threshold: float | None  # binary only
     family: str
     metrics: dict[str, Any]
     lineage: dict[str, Any]
     dataset_version_id: str | None
     run_id: str | None
+    task: str = "binary"
 
 
 def register(store: Store, new: NewVersion) -> ModelVersion:
@@ -73,6 +86,7 @@ def register(store: Store, new: NewVersion) -> ModelVersion:
             name=new.name,
             version=(latest or 0) + 1,
             family=new.family,
+            task=new.task,
             threshold=new.threshold,
             signature=new.signature.to_dict(),
             metrics=new.metrics,
@@ -165,6 +179,7 @@ def _safe_load(data: bytes, fmt: str) -> Any:
     if refused:
         raise IntegrityError(
             f"the model artifact contains types outside the allowlist: {refused}.",
-            hint="Refusing to load it: only scikit-learn, LightGBM, NumPy and SciPy are trusted.",
+            hint="Refusing to load it: only scikit-learn, imbalanced-learn, LightGBM, XGBoost, "
+            "NumPy, SciPy and keelson's own blend and calibration are trusted.",
         )
     return sio.loads(data, trusted=untrusted)

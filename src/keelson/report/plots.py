@@ -34,6 +34,7 @@ _STYLE: dict[RcKeyType, Any] = {
 # Drop matplotlib's Dublin Core block: it carries URLs and a timestamp.
 _NO_METADATA = {"Creator": None, "Date": None, "Format": None, "Type": None}
 _MAX_LABEL = 40
+_MAX_ANNOTATED_CLASSES = 15
 
 
 def to_svg(name: str, draw: Callable[[Axes], None], size: tuple[float, float] = (4.6, 3.6)) -> str:
@@ -103,24 +104,30 @@ def _finish_unit_axes(ax: Axes, point: Point, threshold: float, x: str, y: str) 
 
 
 def confusion_svg(counts: np.ndarray, labels: Sequence[str]) -> str:
-    """A 2 × 2 confusion matrix (rows actual, columns predicted), each cell annotated."""
+    """A k × k confusion matrix (rows actual, columns predicted), cells annotated while legible."""
     total = max(int(counts.sum()), 1)
+    size = len(labels)
+    ticks = np.arange(size) + 0.5
 
     def draw(ax: Axes) -> None:
         ax.pcolormesh(counts, cmap="Blues", vmin=0, vmax=max(int(counts.max()), 1))
-        for (row, col), count in np.ndenumerate(counts):
-            dark = count > counts.max() / 2
-            text = f"{count:,}\n{count / total:.1%}"
-            colour = "white" if dark else "black"
-            ax.text(col + 0.5, row + 0.5, text, ha="center", va="center", color=colour)
-        ticks = [label(name) for name in labels]
-        ax.set_xticks([0.5, 1.5], ticks)
-        ax.set_yticks([0.5, 1.5], ticks)
+        if size <= _MAX_ANNOTATED_CLASSES:
+            for (row, col), count in np.ndenumerate(counts):
+                dark = count > counts.max() / 2
+                text = f"{count:,}\n{count / total:.1%}" if size <= 4 else f"{count:,}"
+                colour = "white" if dark else "black"
+                font = None if size <= 4 else 7
+                ax.text(col + 0.5, row + 0.5, text, ha="center", va="center", color=colour,
+                        fontsize=font)  # fmt: skip
+        names = [label(name) for name in labels]
+        ax.set_xticks(ticks, names, rotation=0 if size <= 4 else 90)
+        ax.set_yticks(ticks, names)
         ax.set(xlabel="predicted", ylabel="actual", aspect="equal")
         ax.invert_yaxis()
         ax.grid(visible=False)
 
-    return to_svg("confusion", draw, size=(3.8, 3.4))
+    side = 3.4 if size <= 2 else min(2.2 + 0.45 * size, 11.0)
+    return to_svg("confusion", draw, size=(side + 0.4, side))
 
 
 def importance_svg(
@@ -164,6 +171,33 @@ def search_svg(
         ax.legend(loc="best", fontsize=8)
 
     return to_svg("search", draw, size=(7.0, 3.4))
+
+
+def prediction_svg(actual: np.ndarray, predicted: np.ndarray) -> str:
+    """Predicted against actual values, one dot per row, with the line of perfect prediction."""
+    values = np.concatenate([actual, predicted])
+    low, high = float(values.min()), float(values.max())
+
+    def draw(ax: Axes) -> None:
+        ax.plot([low, high], [low, high], color=GREY, linestyle="--", label="perfect prediction")
+        ax.scatter(actual, predicted, s=7, color=BLUE, alpha=0.45, linewidths=0, label="test rows")
+        ax.set(xlabel="actual", ylabel="predicted", aspect="equal")
+        ax.legend(loc="best")
+
+    return to_svg("prediction", draw)
+
+
+def residual_svg(residuals: np.ndarray) -> str:
+    """Histogram of residuals (actual − predicted) with a line at zero."""
+    bins = int(np.clip(np.sqrt(residuals.size), 10, 50))
+
+    def draw(ax: Axes) -> None:
+        ax.hist(residuals, bins=bins, color=BLUE, edgecolor="white", linewidth=0.4)
+        ax.axvline(0, color=RED, linewidth=1.0)
+        ax.set(xlabel="residual (actual − predicted)", ylabel="rows")
+        ax.grid(axis="x", visible=False)
+
+    return to_svg("residuals", draw)
 
 
 def histogram_svg(name: str, edges: Sequence[float], counts: Sequence[int]) -> str:
@@ -221,3 +255,44 @@ def heatmap_svg(columns: Sequence[str], values: Sequence[Sequence[float | None]]
         ax.figure.colorbar(mesh, ax=ax, shrink=0.8, label="Pearson r")
 
     return to_svg("correlations", draw, size=(side + 1.2, side))
+
+
+def calibration_svg(before: list[dict[str, Any]], after: list[dict[str, Any]] | None) -> str:
+    """Reliability diagram: observed rate against mean predicted probability per bin.
+
+    Points are ``reliability_curve`` bins; the diagonal is perfect calibration.
+    """
+
+    def line(ax: Axes, points: list[dict[str, Any]], colour: str, name: str) -> None:
+        x = [point["mean_predicted"] for point in points]
+        y = [point["observed_rate"] for point in points]
+        ax.plot(x, y, "o-", color=colour, markersize=4, label=name)
+
+    def draw(ax: Axes) -> None:
+        ax.plot([0, 1], [0, 1], color=GREY, linestyle="--", label="perfectly calibrated")
+        if after is None:
+            line(ax, before, BLUE, "model")
+        else:
+            line(ax, before, RED, "before calibration")
+            line(ax, after, BLUE, "after calibration")
+        _finish_unit_axes(ax, None, 0.0, "mean predicted probability", "observed rate")
+
+    return to_svg("calibration", draw)
+
+
+def learning_curve_svg(points: list[dict[str, Any]], metric: str) -> str:
+    """Training and cross-validated score against training rows, the CV score ± one std."""
+    ordered = sorted(points, key=lambda point: point["rows"])
+    rows = np.array([point["rows"] for point in ordered], dtype=float)
+    train = np.array([point["train_score"] for point in ordered], dtype=float)
+    cv = np.array([point["cv_score"] for point in ordered], dtype=float)
+    std = np.array([point["cv_std"] for point in ordered], dtype=float)
+
+    def draw(ax: Axes) -> None:
+        ax.fill_between(rows, cv - std, cv + std, color=BLUE, alpha=0.15, linewidth=0)
+        ax.plot(rows, train, "o--", color=RED, markersize=4, label="training")
+        ax.plot(rows, cv, "o-", color=BLUE, markersize=4, label="cross-validation (± std)")
+        ax.set(xlabel="training rows", ylabel=label(metric))
+        ax.legend(loc="best")
+
+    return to_svg("learning_curve", draw)

@@ -2,7 +2,8 @@
 
 Exactly one of ``dataframe_split``, ``dataframe_records``, ``instances`` (records) or
 ``inputs`` (column → values, or records) per request. The answer is one prediction
-per row: ``{"label": ..., "probabilities": {class: p, ...}}``.
+per row: ``{"label": ..., "probabilities": {class: p, ...}}`` from a classifier,
+``{"value": x}`` from a regressor.
 """
 
 from __future__ import annotations
@@ -43,12 +44,20 @@ class InvocationsRequest(BaseModel):
 
 
 class RowPrediction(BaseModel):
+    """One row's prediction from a classifier."""
+
     label: str
     probabilities: dict[str, float]
 
 
+class ValuePrediction(BaseModel):
+    """One row's prediction from a regressor."""
+
+    value: float
+
+
 class InvocationsResponse(BaseModel):
-    predictions: list[RowPrediction]
+    predictions: list[RowPrediction] | list[ValuePrediction]
 
 
 class Status(BaseModel):
@@ -128,6 +137,9 @@ def _record_columns(records: Records, field: str, names: list[str]) -> dict[str,
 
 
 def predictions_of(prediction: Prediction) -> InvocationsResponse:
+    if prediction.values is not None:
+        values = prediction.values.tolist()
+        return InvocationsResponse(predictions=[ValuePrediction(value=v) for v in values])
     classes = prediction.classes
     return InvocationsResponse(
         predictions=[

@@ -31,7 +31,7 @@ class Scorer:
         """Predict for ``columns`` (name → values); 413/422 for what the client got wrong."""
         self._check_row_limit(columns)
         prediction = await run_in_threadpool(self._score, columns)
-        self.metrics.count_rows(len(prediction.labels))
+        self.metrics.count_rows(prediction.rows)
         return prediction
 
     def _check_row_limit(self, columns: dict[str, list[Any]]) -> None:

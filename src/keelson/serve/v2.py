@@ -1,9 +1,9 @@
 """Open Inference Protocol v2 (KServe v2) REST: health, metadata and inference.
 
 Tabular convention (MLServer's pandas codec): one input tensor per column, shape
-``[rows]`` or ``[rows, 1]``. Outputs are ``label`` (BYTES ``[rows]``) and
+``[rows]`` or ``[rows, 1]``. A classifier's outputs are ``label`` (BYTES ``[rows]``) and
 ``probabilities`` (FP64 ``[rows, classes]``, row-major, columns in the order of the
-model's classes).
+model's classes); a regressor's output is ``value`` (FP64 ``[rows]``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from keelson.serve.limits import require_json
 from keelson.serve.scoring import Scorer
 
 PLATFORM = "keelson-sklearn"
-OutputName = Literal["label", "probabilities"]
+OutputName = Literal["label", "probabilities", "value"]
 V2Datatype = Literal[
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
     "FP16", "FP32", "FP64", "BYTES",
@@ -140,8 +140,9 @@ def _add_model_routes(
     async def infer(
         request: InferenceRequest, model: LoadedModel = Depends(resolve)
     ) -> InferenceResponse:
+        wanted = requested_outputs(request.outputs, model)
         prediction = await scorer.score(columns_of(request.inputs, model.signature))
-        return inference_response(model, request, prediction)
+        return inference_response(model, request, prediction, wanted)
 
     not_found = error_responses(404, 422)
     router.add_api_route(
@@ -199,13 +200,34 @@ def model_metadata(model: LoadedModel) -> ModelMetadata:
             TensorMetadata(name=column.name, datatype=V2_DATATYPES[column.type], shape=[-1])
             for column in signature.inputs
         ],
-        outputs=[
-            TensorMetadata(name="label", datatype="BYTES", shape=[-1]),
-            TensorMetadata(
-                name="probabilities", datatype="FP64", shape=[-1, len(signature.classes)]
-            ),
-        ],
+        outputs=model_outputs(model),
     )
+
+
+def model_outputs(model: LoadedModel) -> list[TensorMetadata]:
+    """The output tensors ``model`` answers with: by its task."""
+    if model.task == "regression":
+        return [TensorMetadata(name="value", datatype="FP64", shape=[-1])]
+    return [
+        TensorMetadata(name="label", datatype="BYTES", shape=[-1]),
+        TensorMetadata(
+            name="probabilities", datatype="FP64", shape=[-1, len(model.signature.classes)]
+        ),
+    ]
+
+
+def requested_outputs(outputs: list[RequestOutput] | None, model: LoadedModel) -> list[str]:
+    """Names of the outputs to answer with, each once (all the model has when none are asked)."""
+    available = [output.name for output in model_outputs(model)]
+    for position, output in enumerate(outputs or []):
+        if output.name not in available:
+            raise ServeError(
+                422,
+                "unknown_output",
+                f"outputs[{position}] ('{output.name}'): a {model.task} model has no output "
+                f"'{output.name}'; ask for one of {available}.",
+            )
+    return list(dict.fromkeys(output.name for output in outputs or [])) or available
 
 
 def columns_of(inputs: list[RequestInput], signature: Signature) -> dict[str, list[Any]]:
@@ -273,15 +295,14 @@ def flatten(data: list[Any], where: str) -> list[Any]:
 
 
 def inference_response(
-    model: LoadedModel, request: InferenceRequest, prediction: Prediction
+    model: LoadedModel, request: InferenceRequest, prediction: Prediction, wanted: list[str]
 ) -> InferenceResponse:
-    wanted = [output.name for output in request.outputs or []] or ["label", "probabilities"]
-    outputs = {"label": _label_output, "probabilities": _probability_output}
+    """The ``wanted`` outputs (see :func:`requested_outputs`) of ``prediction``."""
     return InferenceResponse(
         model_name=model.name,
         model_version=str(model.version),
         id=request.id if request.id is not None else str(uuid.uuid4()),
-        outputs=[outputs[name](prediction) for name in dict.fromkeys(wanted)],
+        outputs=[_OUTPUTS[name](prediction) for name in wanted],
     )
 
 
@@ -298,3 +319,17 @@ def _probability_output(prediction: Prediction) -> ResponseOutput:
         shape=list(probabilities.shape),
         data=probabilities.ravel().tolist(),
     )
+
+
+def _value_output(prediction: Prediction) -> ResponseOutput:
+    values = prediction.values
+    if values is None:  # requested_outputs offers "value" only for regressors
+        raise AssertionError("a classification prediction has no values")
+    return ResponseOutput(name="value", datatype="FP64", shape=[len(values)], data=values.tolist())
+
+
+_OUTPUTS: dict[str, Callable[[Prediction], ResponseOutput]] = {
+    "label": _label_output,
+    "probabilities": _probability_output,
+    "value": _value_output,
+}

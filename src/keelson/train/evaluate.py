@@ -1,37 +1,17 @@
-"""Scores, the decision threshold, and bootstrap confidence intervals on held-out data.
+"""Test metrics with bootstrap confidence intervals, and the binary decision threshold.
 
-Labels are 0/1 with 1 the positive class; scores are positive-class probabilities.
+Labels and scores follow :mod:`keelson.train.metrics`. Bootstrap resamples are vectors
+of row counts, scored all at once with matrix arithmetic, in chunks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-Scorer = Callable[[np.ndarray, np.ndarray], float]
-HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "log_loss": False}
-
-
-def _roc_auc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, p))
-
-
-def _pr_auc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import average_precision_score
-
-    return float(average_precision_score(y, p))
-
-
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, 1e-15, 1 - 1e-15)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
-RANKING: dict[str, Scorer] = {"roc_auc": _roc_auc, "pr_auc": _pr_auc, "log_loss": _log_loss}
+from keelson.spec import Costs, TaskKind
+from keelson.train.metrics import scores_of
 
 
 def confusion(y: np.ndarray, predicted: np.ndarray) -> tuple[int, int, int, int]:
@@ -46,26 +26,46 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else 0.0
 
 
-def at_threshold(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+def at_threshold(
+    y: np.ndarray, p: np.ndarray, threshold: float, costs: Costs | None = None
+) -> dict[str, float]:
+    """Decision metrics at ``threshold``; ``cost`` is the mean cost per row (lower is better)."""
     tn, fp, fn, tp = confusion(y, (p >= threshold).astype(int))
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    return {
+    values = {
         "precision": precision,
         "recall": recall,
         "f1": _ratio(2 * precision * recall, precision + recall),
         "balanced_accuracy": (recall + _ratio(tn, tn + fp)) / 2,
     }
+    if costs is not None:
+        values["cost"] = (fp * costs.false_positive + fn * costs.false_negative) / max(y.size, 1)
+    return values
 
 
-def all_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
-    return {name: scorer(y, p) for name, scorer in RANKING.items()} | at_threshold(y, p, threshold)
+def all_metrics(
+    task: TaskKind,
+    y: np.ndarray,
+    scores: np.ndarray,
+    threshold: float | None,
+    costs: Costs | None = None,
+) -> dict[str, float]:
+    values = scores_of(task, y, scores)
+    if task == "binary" and threshold is not None:
+        values |= at_threshold(y, scores, threshold, costs)
+    return values
 
 
-def tune_threshold(y: np.ndarray, p: np.ndarray, metric: str) -> tuple[float, float]:
-    """The threshold among the observed scores that maximises ``metric``; (threshold, value)."""
+def tune_threshold(
+    y: np.ndarray, p: np.ndarray, metric: str, costs: Costs | None = None
+) -> tuple[float, float]:
+    """The threshold among the score quantiles that optimises ``metric``; (threshold, value).
+
+    ``cost`` is minimised (with ``costs``); every other decision metric is maximised.
+    """
     candidates = np.unique(np.quantile(p, np.linspace(0.0, 1.0, 401)))
-    values = [at_threshold(y, p, float(t))[metric] for t in candidates]
-    best = int(np.argmax(values))
+    values = np.array([at_threshold(y, p, float(t), costs)[metric] for t in candidates])
+    best = int(np.argmin(values) if metric == "cost" else np.argmax(values))
     return float(candidates[best]), float(values[best])
 
 
@@ -80,22 +80,31 @@ class Interval:
 
 
 def bootstrap(
-    y: np.ndarray, p: np.ndarray, threshold: float, resamples: int, seed: int
+    task: TaskKind,
+    y: np.ndarray,
+    scores: np.ndarray,
+    threshold: float | None,
+    resamples: int,
+    seed: int,
+    costs: Costs | None = None,
 ) -> dict[str, Interval]:
-    """Percentile bootstrap 95 % intervals of every metric on a held-out set.
-
-    Each resample is a vector of row counts; all resamples are scored at once with
-    matrix arithmetic over the rows sorted by score (ties grouped), in chunks.
-    """
+    """Percentile bootstrap 95 % intervals of every metric on a held-out set."""
     rng = np.random.default_rng(seed)
-    point = all_metrics(y, p, threshold)
+    point = all_metrics(task, y, scores, threshold, costs)
+    weighted = {
+        "binary": lambda c: _weighted_metrics(y, scores, threshold or 0.5, c, costs),
+        "multiclass": lambda c: _weighted_multiclass(y, scores, c),
+        "regression": lambda c: _weighted_regression(y, scores, c),
+    }[task]
     chunks = [
-        _weighted_metrics(y, p, threshold, rng.multinomial(y.size, np.full(y.size, 1 / y.size), n))
+        weighted(rng.multinomial(y.size, np.full(y.size, 1 / y.size), n))
         for n in _chunk_sizes(resamples, 100)
     ]
-    draws = {name: np.concatenate([chunk[name] for chunk in chunks]) for name in point}
+    draws = {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
     return {
-        name: Interval(value, *_percentiles(draws[name], value)) for name, value in point.items()
+        name: Interval(value, *_percentiles(draws[name], value))
+        for name, value in point.items()
+        if name in draws
     }
 
 
@@ -112,7 +121,7 @@ def _percentiles(values: np.ndarray, fallback: float) -> tuple[float, float]:
 
 
 def _weighted_metrics(
-    y: np.ndarray, p: np.ndarray, threshold: float, counts: np.ndarray
+    y: np.ndarray, p: np.ndarray, threshold: float, counts: np.ndarray, costs: Costs | None = None
 ) -> dict[str, np.ndarray]:
     """Every metric for each row of ``counts`` (resamples x rows of multiplicities)."""
     order = np.argsort(-p, kind="stable")
@@ -135,7 +144,15 @@ def _weighted_metrics(
         recall = tp_t / total_pos
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
         specificity = (total_neg - fp_t) / total_neg
-    return {
+        brier = counts @ (p - y) ** 2 / counts.sum(axis=1)
+    extra = {}
+    if costs is not None:
+        fn_t = total_pos - tp_t
+        extra["cost"] = (fp_t * costs.false_positive + fn_t * costs.false_negative) / counts.sum(
+            axis=1
+        )
+    return extra | {
+        "brier": brier,
         "roc_auc": roc_auc,
         "pr_auc": pr_auc,
         "log_loss": log_loss,
@@ -143,4 +160,43 @@ def _weighted_metrics(
         "recall": recall,
         "f1": f1,
         "balanced_accuracy": (recall + specificity) / 2,
+    }
+
+
+def _weighted_multiclass(y: np.ndarray, p: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+    counts = counts.astype(np.float64)
+    k, total = p.shape[1], counts.sum(axis=1)
+    onehot = np.eye(k)[y.astype(int)]
+    predicted = np.eye(k)[np.argmax(p, axis=1)]
+    loss = -np.log(np.clip(p[np.arange(y.size), y.astype(int)], 1e-15, 1.0))
+    tp, actual, flagged = counts @ (onehot * predicted), counts @ onehot, counts @ predicted
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(actual > 0, tp / actual, np.nan)
+        precision = np.where(flagged > 0, tp / flagged, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        auc = [
+            _weighted_metrics((y == c).astype(np.int8), p[:, c], 0.5, counts)["roc_auc"]
+            for c in range(k)
+        ]
+    return {
+        "log_loss": counts @ loss / total,
+        "accuracy": tp.sum(axis=1) / total,
+        "macro_f1": np.nanmean(np.where(np.isnan(recall), np.nan, f1), axis=1),
+        "balanced_accuracy": np.nanmean(recall, axis=1),
+        "roc_auc_ovr": np.nanmean(np.column_stack(auc), axis=1),
+    }
+
+
+def _weighted_regression(y: np.ndarray, p: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+    counts = counts.astype(np.float64)
+    total = counts.sum(axis=1)
+    squared = counts @ (y - p) ** 2
+    mean = counts @ y / total
+    spread = counts @ y**2 - total * mean**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(spread > 0, 1.0 - squared / spread, 0.0)
+    return {
+        "rmse": np.sqrt(squared / total),
+        "mae": counts @ np.abs(y - p) / total,
+        "r2": r2,
     }

@@ -1,24 +1,34 @@
-"""The final model: refit the chosen configuration, tune its threshold, test it once.
+"""After the search: the ensemble, calibration, threshold, refit and the one test.
 
-The threshold is tuned on the validation rows with a model fitted on the training
-rows; the final pipeline is then refitted on training + validation and scored
-exactly once on the untouched test rows, with bootstrap intervals.
+Everything is decided on out-of-fold predictions of the training part: whether a
+greedy ensemble beats the best trial, the probability calibration and the decision
+threshold (binary). The chosen members are then refitted on the whole training part
+(in the worker processes, while another worker draws the learning curve) and the
+result is scored exactly once on the untouched test rows, with bootstrap intervals.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from keelson.features.preprocess import ColumnKinds
-from keelson.spec import Train
-from keelson.train.candidates import make_pipeline
-from keelson.train.evaluate import Interval, bootstrap, tune_threshold
+from keelson.spec import Costs, Train
+from keelson.train import crossval
+from keelson.train.budget import Deadline
+from keelson.train.calibration import CalibrationChoice, apply, choose_calibration
+from keelson.train.crossval import Problem, predict_scores
+from keelson.train.ensemble import blend, select_ensemble
+from keelson.train.evaluate import Interval, all_metrics, bootstrap, tune_threshold
 from keelson.train.importance import permutation_importance
-from keelson.train.search import TrialRecord
+from keelson.train.metrics import metric
+from keelson.train.search import SearchResult, TrialRecord
+from keelson.train.workers import JobFailed, WorkerPool
+
+ENSEMBLE_TOLERANCE = 1e-4  # an ensemble must beat the best trial by more than this, out of fold
 
 
 @dataclass(frozen=True)
@@ -26,51 +36,219 @@ class LabelledRows:
     features: pl.DataFrame
     labels: np.ndarray
 
+    @property
+    def empty(self) -> bool:
+        return self.features.height == 0
+
 
 @dataclass(frozen=True)
+class Member:
+    trial: TrialRecord
+    weight: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial": self.trial.trial, "family": self.trial.family, "weight": self.weight}
+
+
+@dataclass
 class FinalModel:
-    pipeline: Any  # FixedThresholdClassifier around preprocessing + estimator
-    threshold: float
-    validation_score: float
+    pipeline: Any
+    members: list[Member]
+    ensemble: dict[str, Any] | None
+    calibration: CalibrationChoice | None
+    threshold: float | None
+    cv_metrics: dict[str, float]
     test_labels: np.ndarray
     test_scores: np.ndarray
     test_metrics: dict[str, Interval]
-    importance: list[dict[str, Any]]
+    importance: list[dict[str, Any]] = field(default_factory=list)
+    learning_curve: list[dict[str, Any]] = field(default_factory=list)
 
 
-def fit_final(
-    best: TrialRecord,
-    train: LabelledRows,
-    validation: LabelledRows,
-    test: LabelledRows,
+@dataclass(frozen=True)
+class _Choice:
+    members: list[Member]
+    oof: np.ndarray
+    covered: np.ndarray  # rows with an out-of-fold prediction
+    ensemble: dict[str, Any] | None
+
+
+def finish(
+    problem: Problem,
+    result: SearchResult,
+    pool: WorkerPool,
+    deadline: Deadline,
     spec: Train,
+    test: LabelledRows,
+    ordered: bool,
 ) -> FinalModel:
+    choice = _choose_members(problem, result, spec)
+    fitted, curve = _refit(problem, pool, deadline, choice, spec, ordered)
+    if len(fitted) < len(choice.members):  # an optional member did not finish in time
+        choice = _single(problem, result.best)
+    calibration, threshold, oof = _decide(problem, choice, spec)
+    costs = spec.costs if spec.threshold_metric == "cost" else None
+    pipeline = _assemble(
+        problem, [fitted[m.trial.trial] for m in choice.members], choice, calibration, threshold
+    )
+    final = FinalModel(
+        pipeline=pipeline,
+        members=choice.members,
+        ensemble=choice.ensemble,
+        calibration=calibration,
+        threshold=threshold,
+        cv_metrics=all_metrics(
+            problem.task, problem.labels[choice.covered], oof[choice.covered], threshold, costs
+        ),
+        test_labels=test.labels,
+        test_scores=np.empty(0),
+        test_metrics={},
+        learning_curve=curve,
+    )
+    if not test.empty:
+        _test(final, problem, test, spec, deadline, costs)
+    return final
+
+
+def _choose_members(problem: Problem, result: SearchResult, spec: Train) -> _Choice:
+    kept = [t for t in result.complete() if t.oof is not None]
+    single = _single(problem, result.best)
+    if not spec.ensemble or len(kept) < 2:
+        return single
+    scorer = metric(problem.task, problem.metric)
+    predictions = [t.oof for t in kept if t.oof is not None]
+    ensemble = select_ensemble(
+        predictions, problem.labels, scorer.fn, scorer.higher_is_better, mask=single.covered
+    )
+    summary = ensemble.to_dict() | {"used": ensemble.improves(ENSEMBLE_TOLERANCE)}
+    summary["members"] = [
+        {"trial": kept[i].trial, "family": kept[i].family, "weight": float(ensemble.weights[i])}
+        for i in ensemble.members
+    ]
+    if not summary["used"]:
+        return _Choice(single.members, single.oof, single.covered, summary)
+    members = [Member(kept[i], float(ensemble.weights[i])) for i in ensemble.members]
+    oof = blend(predictions, ensemble.weights)
+    return _Choice(members, oof, single.covered, summary)
+
+
+def _single(problem: Problem, best: TrialRecord) -> _Choice:
+    oof = best.oof if best.oof is not None else np.full(problem.labels.shape, np.nan)
+    covered = ~np.isnan(oof if oof.ndim == 1 else oof[:, 0])
+    return _Choice([Member(best, 1.0)], oof, covered, None)
+
+
+def _refit(
+    problem: Problem,
+    pool: WorkerPool,
+    deadline: Deadline,
+    choice: _Choice,
+    spec: Train,
+    ordered: bool,
+) -> tuple[dict[int, Any], list[dict[str, Any]]]:
+    """Fit the members on all training rows (the best one is waited for, whatever the
+    clock says); an idle worker meanwhile draws the learning curve of the best member."""
+    pending = {m.trial.trial: m for m in choice.members}
+    for key, member in pending.items():
+        if not pool.idle():
+            break
+        pool.submit(key, crossval.fit, member.trial.config)
+    queued = [key for key in pending if key not in pool.busy()]
+    stop_at = deadline.at - deadline.reserve()
+    if spec.learning_curve and pool.idle() and not queued:
+        best = choice.members[0].trial.config
+        pool.submit("curve", crossval.learning_points, best, stop_at - 1.0, ordered)
+    fitted: dict[int, Any] = {}
+    curve: list[dict[str, Any]] = []
+    first = choice.members[0].trial.trial
+    while pool.busy():
+        must_wait = first not in fitted
+        timeout = 1.0 if must_wait else stop_at - time.monotonic()
+        for key, value in pool.wait(timeout):
+            if key == "curve":
+                curve = [] if isinstance(value, JobFailed) else value
+            elif not isinstance(value, JobFailed):
+                fitted[key] = value
+            if queued and pool.idle():
+                next_key = queued.pop(0)
+                pool.submit(next_key, crossval.fit, pending[next_key].trial.config)
+        if first in fitted and time.monotonic() >= stop_at:
+            pool.stop_busy()
+    if first not in fitted:  # the best member failed to refit: nothing to serve
+        raise RuntimeError(f"refitting the best trial {first} failed")
+    return fitted, curve
+
+
+def _decide(
+    problem: Problem, choice: _Choice, spec: Train
+) -> tuple[CalibrationChoice | None, float | None, np.ndarray]:
+    """Binary: the calibration and the decision threshold, learned out of fold."""
+    if problem.task != "binary":
+        return None, None, choice.oof
+    rows = choice.covered
+    calibration = None
+    oof = choice.oof
+    if spec.calibration != "none":
+        calibration = choose_calibration(
+            oof[rows], problem.labels[rows], spec.calibration, problem.seed
+        )
+        oof = np.where(rows, apply(calibration.calibration, np.nan_to_num(oof)), np.nan)
+    threshold, _ = tune_threshold(
+        problem.labels[rows], oof[rows], spec.threshold_metric, spec.costs
+    )
+    return calibration, threshold, oof
+
+
+def _assemble(
+    problem: Problem,
+    fitted: list[Any],
+    choice: _Choice,
+    calibration: CalibrationChoice | None,
+    threshold: float | None,
+) -> Any:
+    """One estimator to save and serve, built around the already-fitted members."""
+    from sklearn.frozen import FrozenEstimator
+
+    from keelson.train.blend import blend_of
+    from keelson.train.calibration import CalibratedClassifier
+
+    features, labels = problem.features, problem.labels
+    model = fitted[0]
+    if len(fitted) > 1:
+        weights = [m.weight for m in choice.members]
+        model = blend_of([FrozenEstimator(f) for f in fitted], weights, problem.task)
+        model.fit(features, labels)
+    if problem.task != "binary":
+        return model
+    if calibration is not None and calibration.method != "none":
+        model = CalibratedClassifier.wrap(FrozenEstimator(model), calibration.calibration)
+        model.fit(features, labels)
     from sklearn.model_selection import FixedThresholdClassifier
 
-    kinds = ColumnKinds.of(train.features)
-    probe = make_pipeline(best.family, best.params, kinds, best.weighted, spec.seed)
-    probe.fit(train.features, train.labels)
-    threshold, value = tune_threshold(
-        validation.labels, probe.predict_proba(validation.features)[:, 1], spec.threshold_metric
+    decided = FixedThresholdClassifier(
+        FrozenEstimator(model), threshold=threshold, response_method="predict_proba"
     )
-    final = FixedThresholdClassifier(
-        make_pipeline(best.family, best.params, kinds, best.weighted, spec.seed),
-        threshold=threshold,
-        response_method="predict_proba",
+    return decided.fit(features, labels)
+
+
+def _test(
+    final: FinalModel,
+    problem: Problem,
+    test: LabelledRows,
+    spec: Train,
+    deadline: Deadline,
+    costs: Costs | None,
+) -> None:
+    """Score the test rows once; importance too, if the clock allows."""
+    scores = predict_scores(final.pipeline, test.features, problem.task, problem.n_classes)
+    final.test_scores = scores
+    final.test_metrics = bootstrap(
+        problem.task, test.labels, scores, final.threshold, spec.bootstrap, spec.seed, costs
     )
-    final.fit(
-        pl.concat([train.features, validation.features]),
-        np.concatenate([train.labels, validation.labels]),
-    )
-    scores = final.predict_proba(test.features)[:, 1]
-    return FinalModel(
-        pipeline=final,
-        threshold=threshold,
-        validation_score=value,
-        test_labels=test.labels,
-        test_scores=scores,
-        test_metrics=bootstrap(test.labels, scores, threshold, spec.bootstrap, spec.seed),
-        importance=permutation_importance(
-            final, test.features, test.labels, spec.metric, 5, spec.seed
-        ),
+    final.importance = permutation_importance(
+        final.pipeline,
+        test,
+        problem,
+        repeats=3,
+        until=deadline.at - 0.8 * deadline.reserve(),
     )

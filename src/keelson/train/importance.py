@@ -2,36 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from keelson.train.evaluate import HIGHER_IS_BETTER, RANKING
+from keelson.train.crossval import Problem, predict_scores
+from keelson.train.metrics import metric
+
+if TYPE_CHECKING:
+    from keelson.train.final import LabelledRows
+
+MAX_ROWS = 5000  # importance is measured on at most this many held-out rows
 
 
 def permutation_importance(
-    pipeline: Any, features: pl.DataFrame, labels: np.ndarray, metric: str, repeats: int, seed: int
+    pipeline: Any, rows: LabelledRows, problem: Problem, repeats: int, until: float
 ) -> list[dict[str, Any]]:
-    """Mean drop of ``metric`` when one column is shuffled; sorted, most important first."""
-    scorer, sign = RANKING[metric], 1.0 if HIGHER_IS_BETTER[metric] else -1.0
-    baseline = scorer(labels, pipeline.predict_proba(features)[:, 1])
-    rows = []
+    """Mean worsening of the metric when one column is shuffled; most important first.
+
+    Columns not reached before ``until`` (a ``time.monotonic`` instant) are left out.
+    """
+    features, labels = rows.features, rows.labels
+    if features.height > MAX_ROWS:
+        keep = np.random.default_rng(problem.seed).choice(features.height, MAX_ROWS, replace=False)
+        features, labels = features[np.sort(keep)], labels[np.sort(keep)]
+    scorer = metric(problem.task, problem.metric)
+
+    def score(frame: pl.DataFrame) -> float:
+        return scorer.fn(labels, predict_scores(pipeline, frame, problem.task, problem.n_classes))
+
+    baseline = score(features)
+    result = []
     for column in features.columns:
+        if time.monotonic() > until:
+            break
         drops = [
-            sign
-            * (
-                baseline
-                - scorer(
-                    labels,
-                    pipeline.predict_proba(
-                        features.with_columns(pl.col(column).shuffle(seed + repeat))
-                    )[:, 1],
-                )
-            )
-            for repeat in range(repeats)
+            scorer.sign()
+            * (baseline - score(features.with_columns(pl.col(column).shuffle(problem.seed + r))))
+            for r in range(repeats)
         ]
-        rows.append(
+        result.append(
             {"feature": column, "importance": float(np.mean(drops)), "std": float(np.std(drops))}
         )
-    return sorted(rows, key=lambda row: row["importance"], reverse=True)
+    return sorted(result, key=lambda row: row["importance"], reverse=True)

@@ -1,11 +1,16 @@
-"""Hyper-parameter and model-family search: Optuna TPE in an ask/tell loop keelson owns.
+"""Model-family and hyper-parameter search: Optuna TPE in an ask/tell loop keelson owns.
 
-The budget is wall-clock seconds for the whole search. Each family first runs
-with its defaults; later trials are chosen by TPE over a conditional space
-(family → its parameters, class weighting). A trial is scored by stratified
-K-fold cross-validation on the training rows, with the preprocessing fitted
-inside each fold. A trial is not started when its family's typical duration no
-longer fits, and is abandoned between folds once the deadline has passed.
+The portfolio of known-good configurations runs first; then TPE (multivariate,
+grouped, with a constant liar for trials in flight) proposes the family, its
+parameters and the imbalance handling. Trials run in worker processes, several at
+once; each is K-fold cross-validated, keeps its out-of-fold predictions, and is
+pruned after a fold whose running mean is worse than the median of the finished
+trials there. A trial is not started when its family's typical duration no longer
+fits before the search deadline, and trials still running then are stopped.
+
+With ``budget.max_trials`` the loop runs in synchronous batches (ask a batch, wait
+for all of it, tell in order) so the same seed, data and trial count give the same
+trials; with a time budget alone it keeps every worker busy.
 """
 
 from __future__ import annotations
@@ -18,154 +23,250 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import polars as pl
 
-from keelson.features.preprocess import ColumnKinds
+from keelson.errors import SpecError
 from keelson.spec import Train
-from keelson.train.candidates import FAMILIES, make_pipeline
-from keelson.train.evaluate import HIGHER_IS_BETTER, RANKING
+from keelson.train.budget import Deadline
+from keelson.train.candidates import FAMILIES, Config, portfolio
+from keelson.train.crossval import Outcome, Problem, cross_validate
+from keelson.train.metrics import metric
+from keelson.train.workers import JobFailed, WorkerPool
+
+KEEP_PREDICTIONS = 12  # out-of-fold predictions kept for the ensemble, best trials first
+_MIN_TRIALS_TO_PRUNE = 4
 
 
 @dataclass
 class TrialRecord:
     trial: int
-    family: str
-    params: dict[str, Any]
-    weighted: bool
+    config: Config
     score: float | None = None
     seconds: float = 0.0
     started_s: float = 0.0  # when it started, seconds after the search began
-    state: str = "running"  # complete | failed | pruned
+    state: str = "running"  # complete | failed | pruned | stopped | skipped
+    fold_scores: list[float] = field(default_factory=list)
+    train_score: float | None = None
+    fit_seconds: float = 0.0  # mean fit time of one fold
+    folds: int = 0
+    error: str | None = None
+    oof: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def family(self) -> str:
+        return self.config.family
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "trial": self.trial,
-            "family": self.family,
-            "params": self.params | {"class_weight": "balanced" if self.weighted else "none"},
+            "family": self.config.family,
+            "params": self.config.params,
+            "imbalance": self.config.imbalance,
             "score": self.score,
+            "train_score": self.train_score,
+            "fold_scores": [round(s, 6) for s in self.fold_scores],
             "seconds": round(self.seconds, 3),
             "started_s": round(self.started_s, 3),
             "state": self.state,
+            "error": self.error,
         }
 
 
 @dataclass
 class SearchResult:
+    task: str
     metric: str
     trials: list[TrialRecord] = field(default_factory=list)
     seconds: float = 0.0
 
+    def complete(self) -> list[TrialRecord]:
+        """Finished trials, best first."""
+        sign = metric(self.task, self.metric).sign()  # type: ignore[arg-type]
+        done = [t for t in self.trials if t.state == "complete" and t.score is not None]
+        return sorted(done, key=lambda t: (-sign * (t.score or 0.0), t.trial))
+
     @property
     def best(self) -> TrialRecord:
-        done = [t for t in self.trials if t.state == "complete" and t.score is not None]
+        done = self.complete()
         if not done:
-            raise RuntimeError("the search completed no trial")
-        sign = 1.0 if HIGHER_IS_BETTER[self.metric] else -1.0
-        return max(done, key=lambda t: sign * (t.score or 0.0))
+            failures = sorted({t.error for t in self.trials if t.error})[:3]
+            raise SpecError(
+                "the search finished no trial within the budget"
+                + (f"; errors: {failures}" if failures else "")
+                + ".",
+                where="train.budget.seconds",
+                hint="Raise the budget, or check the failed trials' errors.",
+            )
+        return done[0]
 
 
-@dataclass
-class _Problem:
-    features: pl.DataFrame
-    labels: np.ndarray
-    kinds: ColumnKinds
-    spec: Train
-    deadline: float
-
-
-def _weight_choices(spec: Train) -> list[bool]:
-    return {"auto": [False, True], "balanced": [True], "none": [False]}[spec.class_weight]
-
-
-def _enqueue_defaults(study: Any, spec: Train) -> None:
-    weights = _weight_choices(spec)
-    for name in spec.candidates:
-        family = FAMILIES[name]
-        prefix = {"logistic": "logistic", "hist_gradient_boosting": "hgb", "lightgbm": "lgbm"}[name]
-        params = {f"{prefix}.{key}": value for key, value in family.defaults.items()}
-        study.enqueue_trial({"family": name, "weighted": weights[-1], **params})
-
-
-def _cross_validate(problem: _Problem, record: TrialRecord, must_finish: bool) -> float | None:
-    from sklearn.model_selection import StratifiedKFold
-
-    folds = StratifiedKFold(problem.spec.cv_folds, shuffle=True, random_state=problem.spec.seed)
-    scorer = RANKING[problem.spec.metric]
-    scores = []
-    for fit_rows, score_rows in folds.split(np.zeros(problem.labels.size), problem.labels):
-        if not must_finish and time.monotonic() > problem.deadline:
-            return None
-        pipeline = make_pipeline(
-            record.family, record.params, problem.kinds, record.weighted, problem.spec.seed
-        )
-        pipeline.fit(problem.features[fit_rows], problem.labels[fit_rows])
-        probabilities = pipeline.predict_proba(problem.features[score_rows])[:, 1]
-        scores.append(scorer(problem.labels[score_rows], probabilities))
-    return float(np.mean(scores))
-
-
-def _fits_in_time(result: SearchResult, family: str, deadline: float) -> bool:
-    seconds = [t.seconds for t in result.trials if t.family == family and t.state == "complete"]
-    return not seconds or time.monotonic() + statistics.median(seconds) <= deadline
+OnTrial = Callable[[TrialRecord, SearchResult], None]
 
 
 def search(
-    features: pl.DataFrame,
-    labels: np.ndarray,
+    problem: Problem,
+    pool: WorkerPool,
     spec: Train,
-    on_trial: Callable[[TrialRecord, SearchResult], None] | None = None,
+    deadline: Deadline,
+    imbalance: list[str],
+    on_trial: OnTrial | None = None,
 ) -> SearchResult:
+    study = _study(problem, spec, imbalance)
+    loop = _Loop(problem, pool, spec, deadline, study, imbalance, on_trial)
+    return loop.run()
+
+
+def imbalance_choices(spec: Train, task: str, labels: np.ndarray) -> list[str]:
+    """What the search may choose to handle class imbalance with ("none" always)."""
+    if task == "regression" or spec.imbalance == "none":
+        return ["none"]
+    if isinstance(spec.imbalance, list):
+        return ["none", *dict.fromkeys(spec.imbalance)]
+    rarest = np.bincount(labels.astype(int)).min() / labels.size
+    if rarest >= 0.3:
+        return ["none", "weights"]
+    return ["none", "weights", "over", "under", "smote", "balanced_bagging"]
+
+
+def _study(problem: Problem, spec: Train, imbalance: list[str]) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    started = time.monotonic()
-    problem = _Problem(
-        features, labels, ColumnKinds.of(features), spec, started + spec.budget.seconds
-    )
+    configs = portfolio(list(spec.candidates))
     sampler = optuna.samplers.TPESampler(
-        seed=spec.seed, multivariate=True, group=True, n_startup_trials=6
+        seed=spec.seed,
+        multivariate=True,
+        group=True,
+        constant_liar=True,
+        n_startup_trials=len(configs) + 4,
     )
-    study = optuna.create_study(
-        direction="maximize" if HIGHER_IS_BETTER[spec.metric] else "minimize", sampler=sampler
-    )
-    _enqueue_defaults(study, spec)
-    result = SearchResult(spec.metric)
-    skipped = 0
-    while time.monotonic() < problem.deadline and skipped < 20:
-        if spec.budget.max_trials and len(result.trials) >= spec.budget.max_trials:
-            break
-        trial = study.ask()
-        family = trial.suggest_categorical("family", spec.candidates)
-        weighted = trial.suggest_categorical("weighted", _weight_choices(spec))
-        record = TrialRecord(trial.number, family, FAMILIES[family].space(trial), weighted)
-        if not _fits_in_time(result, family, problem.deadline):
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            skipped += 1
-            continue
-        record.started_s = time.monotonic() - started
-        _run_trial(problem, record, result)
-        study.tell(trial, record.score, state=_optuna_state(record.state))
-        result.trials.append(record)
-        if on_trial:
-            on_trial(record, result)
-    result.seconds = time.monotonic() - started
-    return result
+    sign = metric(problem.task, problem.metric).sign()
+    study = optuna.create_study(direction="maximize" if sign > 0 else "minimize", sampler=sampler)
+    for config in configs:
+        prefix = FAMILIES[config.family].prefix
+        study.enqueue_trial(
+            {
+                "family": config.family,
+                "imbalance": imbalance[0],
+                **{f"{prefix}.{key}": value for key, value in config.params.items()},
+            }
+        )
+    return study
 
 
-def _run_trial(problem: _Problem, record: TrialRecord, result: SearchResult) -> None:
-    began = time.monotonic()
-    must_finish = not any(t.state == "complete" for t in result.trials)
-    try:
-        record.score = _cross_validate(problem, record, must_finish)
-        record.state = "complete" if record.score is not None else "pruned"
-    except (ValueError, ArithmeticError) as exc:  # a configuration the data cannot support
-        record.state, record.params = "failed", record.params | {"error": str(exc)[:200]}
-    record.seconds = time.monotonic() - began
+@dataclass
+class _Loop:
+    problem: Problem
+    pool: WorkerPool
+    spec: Train
+    deadline: Deadline
+    study: Any
+    imbalance: list[str]
+    on_trial: OnTrial | None
+    result: SearchResult = field(init=False)
+    running: dict[int, tuple[Any, TrialRecord]] = field(default_factory=dict)
+    skipped: int = 0
 
+    def __post_init__(self) -> None:
+        self.result = SearchResult(self.problem.task, self.problem.metric)
+        self.began = time.monotonic()
+        self.synchronous = self.spec.budget.max_trials is not None
 
-def _optuna_state(state: str) -> Any:
-    import optuna
+    def run(self) -> SearchResult:
+        while True:
+            if not (self.synchronous and self.running):
+                self._start_trials()
+            if not self.running:
+                break
+            self._collect()
+            if time.monotonic() >= self._until() and self.result.complete():
+                self._stop_running()
+        self.result.seconds = time.monotonic() - self.began
+        return self.result
 
-    states = optuna.trial.TrialState
-    return {"complete": states.COMPLETE, "pruned": states.PRUNED}.get(state, states.FAIL)
+    def _until(self) -> float:
+        return self.deadline.search_until(self.result.complete()[:3], self.pool.size)
+
+    def _may_start(self) -> bool:
+        if not self.result.complete() and not self.running:
+            return self.skipped < 20  # a model is needed: one trial runs whatever the clock says
+        if self.skipped >= 20 or time.monotonic() >= self._until():
+            return False
+        limit = self.spec.budget.max_trials
+        return limit is None or len(self.result.trials) + len(self.running) < limit
+
+    def _start_trials(self) -> None:
+        import optuna
+
+        while self.pool.idle() and self._may_start():
+            trial = self.study.ask()
+            family = trial.suggest_categorical("family", list(self.spec.candidates))
+            imbalance = trial.suggest_categorical("imbalance", self.imbalance)
+            config = Config(family, FAMILIES[family].space(trial), imbalance)
+            if not self._fits_in_time(family):
+                self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                self.skipped += 1
+                continue
+            record = TrialRecord(trial.number, config, started_s=time.monotonic() - self.began)
+            self.pool.submit(trial.number, cross_validate, config, self._prune_bars())
+            self.running[trial.number] = (trial, record)
+
+    def _fits_in_time(self, family: str) -> bool:
+        seconds = [t.seconds for t in self.result.complete() if t.family == family]
+        return not seconds or time.monotonic() + statistics.median(seconds) <= self._until()
+
+    def _prune_bars(self) -> list[float] | None:
+        done = self.result.complete()
+        if len(done) < _MIN_TRIALS_TO_PRUNE:
+            return None
+        folds = len(self.problem.folds)
+        running = [np.cumsum(t.fold_scores) / np.arange(1, folds + 1) for t in done]
+        return [float(np.median([r[i] for r in running])) for i in range(folds)]
+
+    def _collect(self) -> None:
+        """Wait for results until the search deadline; with nothing finished yet, poll:
+        the first finished trial is waited for, whatever the clock says."""
+        done = self.result.complete()
+        timeout = self._until() - time.monotonic() if done else 1.0
+        for key, outcome in self.pool.wait(max(timeout, 0.0)):
+            trial, record = self.running.pop(key)
+            self._record(record, outcome)
+            self._tell(trial, record)
+
+    def _record(self, record: TrialRecord, outcome: Outcome | JobFailed) -> None:
+        record.seconds = time.monotonic() - self.began - record.started_s
+        if isinstance(outcome, JobFailed):
+            record.state, record.error = "failed", outcome.error
+            return
+        record.state, record.score = outcome.state, outcome.score
+        record.fold_scores, record.folds = outcome.fold_scores, len(outcome.fit_seconds)
+        record.fit_seconds = float(np.mean(outcome.fit_seconds)) if outcome.fit_seconds else 0.0
+        finite = [s for s in outcome.train_scores if np.isfinite(s)]
+        record.train_score = float(np.mean(finite)) if finite else None
+        if outcome.state == "complete":
+            record.oof = outcome.oof
+            self._forget_predictions()
+
+    def _forget_predictions(self) -> None:
+        for record in self.result.complete()[KEEP_PREDICTIONS:]:
+            record.oof = None
+
+    def _tell(self, trial: Any, record: TrialRecord) -> None:
+        import optuna
+
+        states = optuna.trial.TrialState
+        if record.state == "complete":
+            self.study.tell(trial, record.score)
+        else:
+            self.study.tell(trial, state=states.PRUNED if record.state != "failed" else states.FAIL)
+        self.result.trials.append(record)
+        self.result.trials.sort(key=lambda t: t.trial)
+        if self.on_trial:
+            self.on_trial(record, self.result)
+
+    def _stop_running(self) -> None:
+        for key in self.pool.stop_busy():
+            trial, record = self.running.pop(key)
+            record.state, record.error = "stopped", "stopped at the deadline"
+            record.seconds = time.monotonic() - self.began - record.started_s
+            self._tell(trial, record)

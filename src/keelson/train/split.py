@@ -1,46 +1,119 @@
-"""Train / validation / test split, stratified on the target by default."""
+"""The untouched test set and the cross-validation folds inside the training part.
+
+Methods: ``stratified`` (on the class), ``random``, ``time`` (rows ordered by a column,
+the latest rows are the test, never shuffled, an optional gap of rows left out
+between what is learned from and what is scored) and ``group`` (rows sharing a
+group value never fall on both sides).
+"""
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
+from keelson.errors import ContractError
 from keelson.spec import Split
+from keelson.train.task import Task
+
+Fold = tuple[np.ndarray, np.ndarray]  # (rows to fit on, rows to score)
 
 
 @dataclass(frozen=True)
 class Splits:
     train: pl.DataFrame
-    validation: pl.DataFrame
-    test: pl.DataFrame
+    test: pl.DataFrame  # empty when the spec keeps no test set
+    method: str
 
-    def sizes(self) -> dict[str, int]:
-        return {
-            "train": self.train.height,
-            "validation": self.validation.height,
-            "test": self.test.height,
-        }
+    def sizes(self) -> dict[str, int | str]:
+        return {"train": self.train.height, "test": self.test.height, "method": self.method}
 
 
-def split(frame: pl.DataFrame, target: str, spec: Split) -> Splits:
-    """Hold out ``spec.test`` of the rows for the final test, then ``spec.validation``."""
-    from sklearn.model_selection import train_test_split
+def method_of(spec: Split, task: Task) -> str:
+    if spec.method != "auto":
+        return spec.method
+    return "stratified" if task.is_classification else "random"
 
+
+def split(frame: pl.DataFrame, task: Task, spec: Split) -> Splits:
+    """Hold out ``spec.test`` of the rows (none when 0) for the one final test."""
+    method = method_of(spec, task)
+    _check_columns(frame, spec, method)
+    if method == "time":
+        frame = frame.sort(str(spec.time_column), maintain_order=True, nulls_last=False)
+    if spec.test == 0:
+        return Splits(frame, frame.head(0), method)
     rows = np.arange(frame.height)
-    labels = frame[target].to_numpy()
-    rest, test = train_test_split(
-        rows,
-        test_size=spec.test,
-        random_state=spec.seed,
-        stratify=labels if spec.stratify else None,
-    )
-    share = spec.validation / (1.0 - spec.test)
-    train, validation = train_test_split(
-        rest,
-        test_size=share,
-        random_state=spec.seed + 1,
-        stratify=labels[rest] if spec.stratify else None,
-    )
-    return Splits(frame[np.sort(train)], frame[np.sort(validation)], frame[np.sort(test)])
+    if method == "time":
+        first_test = frame.height - math.ceil(spec.test * frame.height)
+        train, test = rows[: max(first_test - spec.gap, 0)], rows[first_test:]
+    elif method == "group":
+        train, test = _group_holdout(frame[str(spec.group_column)], spec)
+    else:
+        from sklearn.model_selection import train_test_split
+
+        stratify = frame[task.column].cast(pl.String).to_numpy() if method == "stratified" else None
+        train, test = train_test_split(
+            rows, test_size=spec.test, random_state=spec.seed, stratify=stratify
+        )
+    if len(train) == 0:
+        raise ContractError(
+            f"the {method} split leaves no training rows ({frame.height} rows in all).",
+            where="split",
+            hint="Lower split.test or split.gap.",
+        )
+    return Splits(frame[np.sort(train)], frame[np.sort(test)], method)
+
+
+def folds(frame: pl.DataFrame, labels: np.ndarray, spec: Split, method: str, k: int) -> list[Fold]:
+    """K cross-validation folds over ``frame`` (the training part, time-sorted for ``time``)."""
+    from sklearn import model_selection as ms
+
+    rows = np.zeros(frame.height)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*least populated class.*")
+        if method == "time":
+            splitter = ms.TimeSeriesSplit(n_splits=k, gap=spec.gap)
+            return list(splitter.split(rows))
+        if method == "group":
+            groups = frame[str(spec.group_column)].to_numpy()
+            grouped = ms.StratifiedGroupKFold if _is_class(labels) else ms.GroupKFold
+            kwargs = {"shuffle": True, "random_state": spec.seed} if _is_class(labels) else {}
+            return list(grouped(n_splits=k, **kwargs).split(rows, labels, groups))
+        if method == "stratified":
+            stratified = ms.StratifiedKFold(k, shuffle=True, random_state=spec.seed)
+            return list(stratified.split(rows, labels))
+        return list(ms.KFold(k, shuffle=True, random_state=spec.seed).split(rows))
+
+
+def _is_class(labels: np.ndarray) -> bool:
+    return labels.dtype.kind in "iub"
+
+
+def _group_holdout(groups: pl.Series, spec: Split) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import GroupShuffleSplit
+
+    splitter = GroupShuffleSplit(n_splits=1, test_size=spec.test, random_state=spec.seed)
+    train, test = next(splitter.split(np.zeros(groups.len()), groups=groups.to_numpy()))
+    return train, test
+
+
+def _check_columns(frame: pl.DataFrame, spec: Split, method: str) -> None:
+    column = {"time": spec.time_column, "group": spec.group_column}.get(method)
+    if column is None:
+        return
+    if column not in frame.columns:
+        raise ContractError(
+            f"the {method} split column '{column}' is not in the training table.",
+            where=f"split.{method}_column",
+            hint=f"Columns: {frame.columns}.",
+        )
+    if frame[column].null_count():
+        raise ContractError(
+            f"the {method} split column '{column}' has {frame[column].null_count()} null value(s).",
+            where=f"split.{method}_column",
+            hint="Declare it `nullable: false` in its source's contract.",
+        )

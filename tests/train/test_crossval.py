@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from keelson.spec import Split
+from keelson.train.candidates import Config
+from keelson.train.crossval import Problem, cross_validate
+from keelson.train.split import folds
+
+
+def imbalanced(rows: int = 600) -> Problem:
+    rng = np.random.default_rng(1)
+    frame = pl.DataFrame(
+        {
+            "row_id": np.arange(rows, dtype=np.float64),  # passes through the tree preprocessing
+            "a": rng.normal(size=rows),
+            "c": rng.choice(["x", "y"], rows),
+        }
+    )
+    labels = (frame["a"].to_numpy() + rng.normal(0, 0.7, rows) > 1.6).astype(int)
+    return Problem(
+        features=frame,
+        labels=labels,
+        folds=folds(frame, labels, Split(), "stratified", 3),
+        task="binary",
+        n_classes=2,
+        metric="pr_auc",
+        seed=0,
+    )
+
+
+def test_smote_only_ever_sees_the_rows_being_fitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imblearn.over_sampling import SMOTENC
+
+    seen: list[set[float]] = []
+    original = SMOTENC.fit_resample
+
+    def spy(self: Any, X: Any, y: Any, **kwargs: Any) -> Any:  # noqa: N803
+        seen.append(set(np.asarray(X)[:, 1].tolist()))  # column 0 is the category, 1 row_id
+        return original(self, X, y, **kwargs)
+
+    monkeypatch.setattr(SMOTENC, "fit_resample", spy)
+    problem = imbalanced()
+    params = {"n_estimators": 30, "num_leaves": 7}
+    outcome = cross_validate(problem, Config("lightgbm", params, "smote"))
+    assert outcome.state == "complete" and len(seen) == len(problem.folds)
+    for ids, (fit_rows, score_rows) in zip(seen, problem.folds, strict=True):
+        assert ids == set(fit_rows.astype(float).tolist())
+        assert ids.isdisjoint(score_rows.astype(float).tolist())
+
+
+def test_out_of_fold_predictions_cover_every_row_once() -> None:
+    problem = imbalanced()
+    outcome = cross_validate(problem, Config("linear", {"C": 1.0}))
+    assert outcome.oof is not None and not np.isnan(outcome.oof).any()
+    assert len(outcome.fold_scores) == 3 and outcome.score == pytest.approx(
+        np.mean(outcome.fold_scores)
+    )
+
+
+def test_a_trial_worse_than_the_bar_is_pruned_after_its_first_fold() -> None:
+    outcome = cross_validate(imbalanced(), Config("linear", {"C": 1.0}), prune_bars=[1.1, 1.1, 1.1])
+    assert outcome.state == "pruned" and len(outcome.fold_scores) == 1

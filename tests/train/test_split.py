@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from keelson.spec import Split, Target, Train
+from keelson.train.split import folds, split
+from keelson.train.task import Task
+
+
+def frame(rows: int = 1000) -> pl.DataFrame:
+    rng = np.random.default_rng(0)
+    return pl.DataFrame(
+        {
+            "i": range(rows),
+            "when": rng.permutation(rows),  # shuffled time order
+            "group": rng.integers(0, 60, rows),
+            "y": [1 if i % 10 == 0 else 0 for i in range(rows)],
+        }
+    )
+
+
+def task_of(table: pl.DataFrame) -> Task:
+    return Task.of(table, Target(column="y"), Train())
+
+
+def test_stratified_split_is_stratified_and_disjoint() -> None:
+    table = frame()
+    parts = split(table, task_of(table), Split(test=0.2))
+    assert (parts.train.height, parts.test.height) == (800, 200)
+    assert parts.test["y"].mean() == parts.train["y"].mean() == 0.1
+    assert set(parts.train["i"]).isdisjoint(parts.test["i"])
+
+
+def test_time_split_never_shuffles_and_keeps_the_gap() -> None:
+    table = frame()
+    parts = split(table, task_of(table), Split(method="time", time_column="when", test=0.2, gap=10))
+    train_times, test_times = parts.train["when"].to_list(), parts.test["when"].to_list()
+    assert train_times == sorted(train_times) and test_times == sorted(test_times)
+    assert test_times[0] == 800 and train_times[-1] == 789  # the latest rows; 10 left out
+    labels = parts.train["y"].to_numpy()
+    spec = Split(method="time", time_column="when", gap=5)
+    for fit_rows, score_rows in folds(parts.train, labels, spec, "time", 4):
+        assert fit_rows.max() + 5 < score_rows.min()  # always the past predicts the future
+        assert list(score_rows) == list(range(score_rows.min(), score_rows.max() + 1))
+
+
+def test_group_split_keeps_each_group_on_one_side() -> None:
+    table = frame()
+    spec = Split(method="group", group_column="group", test=0.25)
+    parts = split(table, task_of(table), spec)
+    assert set(parts.train["group"]).isdisjoint(parts.test["group"])
+    labels = parts.train["y"].to_numpy()
+    groups = parts.train["group"].to_numpy()
+    for fit_rows, score_rows in folds(parts.train, labels, spec, "group", 3):
+        assert set(groups[fit_rows]).isdisjoint(groups[score_rows])
+
+
+def test_no_test_set_keeps_every_row_for_training() -> None:
+    table = frame()
+    parts = split(table, task_of(table), Split(test=0))
+    assert parts.train.height == 1000 and parts.test.height == 0
+
+
+def test_time_split_needs_its_column() -> None:
+    with pytest.raises(ValueError, match="time_column"):
+        Split(method="time")
