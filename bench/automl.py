@@ -386,6 +386,8 @@ def run_tool(tool: Tool, prepared: Prepared, budget: float, runs: Path) -> dict[
         **prepared.meta,
     }
     row |= _outcome(watched, out, prepared.labels, folder / "log.txt")
+    if row["status"] == "ok":  # the budget governs fitting (imports included), not predicting
+        row["wall_budget"] = round(row["fit_s"] / budget, 4)
     if row["status"] == "ok":  # a failed run keeps its models and project, to be inspected
         shutil.rmtree(folder / "work", ignore_errors=True)
     return row

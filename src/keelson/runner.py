@@ -6,7 +6,9 @@ data stage (read, reconcile, validate, quarantine, integrate, profile, version; 
 
 from __future__ import annotations
 
+import importlib
 import os
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,6 +124,7 @@ def _train(
 ) -> tuple[SearchResult, FinalModel]:
     spec, problem = ctx.spec.train, training.problem
     pool.load(problem)
+    _warm_up()
     with ctx.step("search") as detail:
         from keelson.progress import search_progress
 
@@ -134,6 +137,17 @@ def _train(
         final = finish(problem, result, pool, deadline, spec, training.test, ordered)
         detail.update(threshold=final.threshold, members=len(final.members))
     return result, final
+
+
+def _warm_up() -> None:
+    """Import what registering and the report need (skops alone takes seconds) in the
+    background, while the search mostly waits on its workers: not after it."""
+
+    def imports() -> None:
+        for module in ("skops.io", "matplotlib.figure", "sklearn.frozen", "jinja2"):
+            importlib.import_module(module)
+
+    threading.Thread(target=imports, name="keelson-warm-up", daemon=True).start()
 
 
 def _run(ctx: RunContext) -> RunResult:
@@ -154,6 +168,12 @@ def _run(ctx: RunContext) -> RunResult:
         report = _report(ctx, data, training, result, final, version.version, deadline)
         run_report.write(report, report_path)
         ctx.save_artifact("report", report_path, "html")
+        if data.profile is not None:  # its JSON was written by the data stage
+            from keelson.report.html import write_text_atomic
+            from keelson.report.profile_report import render_profile
+
+            page = render_profile(data.profile, ctx.spec.name)
+            write_text_atomic(ctx.output_dir / "profile.html", page)
     metrics = {name: interval.to_dict() for name, interval in final.test_metrics.items()}
     return RunResult(
         run_id=ctx.run_id,
@@ -295,6 +315,7 @@ def _report(
             "leakage": [finding.to_dict() for finding in training.leakage],
         },
         environment=library_versions(),
+        feature_selection=final.selection.to_dict() if final.selection else None,
     )
 
 

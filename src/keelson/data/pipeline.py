@@ -35,6 +35,7 @@ class DataResult:
     sources: list[dict[str, Any]]  # per source: validation summary + kind and location
     integration: dict[str, Any]  # joins, unions (with conflicts), derived columns
     reused: bool
+    profile: dict[str, Any] | None = None  # this run's table profile (None when reused)
 
 
 def prepare_data(ctx: RunContext) -> DataResult:
@@ -166,9 +167,9 @@ def _build(ctx: RunContext, reads: dict[str, SourceRead]) -> DataResult:
         }
         detail.update(rows=integration.table.height, columns=integration.table.width, **summary)
     _write_conflicts(ctx, integration.unions)
-    version = _version(ctx, integration.table, reads)
+    version, table_profile = _version(ctx, integration.table, reads)
     sources = [_source_summary(v, reads[v.source]) for v in validations]
-    return DataResult(version, integration.table, sources, summary, reused=False)
+    return DataResult(version, integration.table, sources, summary, False, table_profile)
 
 
 def _write_conflicts(ctx: RunContext, unions: list[Any]) -> None:
@@ -186,13 +187,18 @@ def _source_summary(validation: Validation, read: SourceRead) -> dict[str, Any]:
     }
 
 
-def _version(ctx: RunContext, table: pl.DataFrame, reads: dict[str, SourceRead]) -> DatasetVersion:
+def _version(
+    ctx: RunContext, table: pl.DataFrame, reads: dict[str, SourceRead]
+) -> tuple[DatasetVersion, dict[str, Any]]:
+    """Profile (the JSON reference now; its HTML page is drawn with the run report) and
+    version the table."""
     from keelson.data.profile import profile_table
-    from keelson.report.profile_report import write_profile_report
+    from keelson.report.profile_report import write_profile_document
 
     with ctx.step("profile"):
-        html, document = ctx.output_dir / "profile.html", ctx.output_dir / "profile.json"
-        write_profile_report(profile_table(table), html, document, ctx.spec.name)
+        table_profile = profile_table(table)
+        document = ctx.output_dir / "profile.json"
+        write_profile_document(table_profile, document)
         ctx.save_artifact("profile", document, "json")
     with ctx.step("version") as detail:
         lineage = {
@@ -203,4 +209,4 @@ def _version(ctx: RunContext, table: pl.DataFrame, reads: dict[str, SourceRead])
         }
         version, created = save_version(ctx.store, ctx.spec.name, table, lineage, ctx.run_id)
         detail.update(version=version.id, created=created, rows=table.height)
-    return version
+    return version, table_profile

@@ -30,6 +30,13 @@ class ColumnKinds:
         categorical = [n for n in frame.columns if n not in numeric]
         return cls(numeric, categorical)
 
+    def without(self, names: tuple[str, ...]) -> ColumnKinds:
+        """These kinds minus ``names``: the preprocessing then ignores those columns."""
+        return ColumnKinds(
+            [n for n in self.numeric if n not in names],
+            [n for n in self.categorical if n not in names],
+        )
+
 
 def preprocessor(kinds: ColumnKinds, flavour: Flavour) -> Any:
     """A ColumnTransformer; for ``tree`` the categorical columns come first."""

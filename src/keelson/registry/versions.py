@@ -29,6 +29,7 @@ TRUSTED_MODULES = (
     "scipy.",
     "collections.",
     "builtins.",
+    "functools.partial",  # scikit-learn's own; what it wraps is checked on its own
     "keelson.train.blend.BlendClassifier",
     "keelson.train.blend.BlendRegressor",
     "keelson.train.calibration.CalibratedClassifier",

@@ -24,11 +24,15 @@ def write_profile_report(
     table_profile: dict[str, Any], html_path: Path, json_path: Path, title: str
 ) -> None:
     """Write the profile as HTML and as JSON, each atomically."""
+    write_profile_document(table_profile, json_path)
+    write_text_atomic(Path(html_path), render_profile(table_profile, title))
+
+
+def write_profile_document(table_profile: dict[str, Any], json_path: Path) -> None:
+    """Write the profile's JSON document (the monitoring reference), atomically."""
     _check(table_profile)
     document = json.dumps(table_profile, indent=2, ensure_ascii=False, allow_nan=False)
-    html = render_profile(table_profile, title)
     write_text_atomic(Path(json_path), document + "\n")
-    write_text_atomic(Path(html_path), html)
 
 
 def render_profile(table_profile: dict[str, Any], title: str) -> str:

@@ -533,6 +533,7 @@ def _selection(selection: dict[str, Any] | None) -> dict[str, Any] | None:
         "score_before": selection.get("score_before"),
         "score_after": selection.get("score_after"),
         "metric": selection.get("metric"),
+        "note": selection.get("note"),
     }
 
 
@@ -550,7 +551,14 @@ def _importance(rows: list[dict[str, Any]]) -> dict[str, Any]:
             [float(row["importance"]) for row in top],
             [float(row["std"]) if finite(row.get("std")) else 0.0 for row in top],
         )
-    return {"svg": svg, "shown": len(top), "rows": usable, "total": len(rows)}
+    unmeasured = len(rows) - len(usable)
+    return {
+        "svg": svg,
+        "shown": len(top),
+        "rows": usable,
+        "total": len(rows),
+        "unmeasured": unmeasured,
+    }
 
 
 def _search(report: RunReport) -> dict[str, Any]:

@@ -50,10 +50,12 @@ class Deadline:
         (at most 30 % of it). Measured on 2 busy cores: those steps take 3 to 6 s."""
         return min(6.0 + 0.05 * self.budget, 0.3 * self.budget)
 
-    def search_until(self, best: Sequence[_Timed], workers: int) -> float:
-        """When the search must be over, given the trials likely to be refitted."""
+    def search_until(self, best: Sequence[_Timed], workers: int, checks: int = 0) -> float:
+        """When the search must be over, given the trials likely to be refitted and
+        ``checks`` cross-validations of the best one still to come (feature selection)."""
         refit = _refit_seconds(best, workers)
-        return self.at - self.reserve() - refit
+        extra = checks * best[0].fit_seconds * best[0].folds if best else 0.0
+        return self.at - self.reserve() - refit - extra
 
 
 def _refit_seconds(best: Sequence[_Timed], workers: int) -> float:

@@ -28,9 +28,15 @@ class Config:
     family: str
     params: Params
     imbalance: str = "none"  # none | weights | over | under | smote | balanced_bagging
+    drop: tuple[str, ...] = ()  # input columns the preprocessing ignores (feature selection)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"family": self.family, "params": self.params, "imbalance": self.imbalance}
+        return {
+            "family": self.family,
+            "params": self.params,
+            "imbalance": self.imbalance,
+            "drop": list(self.drop),
+        }
 
 
 @dataclass(frozen=True)
@@ -302,6 +308,7 @@ def make_pipeline(
 ) -> Any:
     """The one object that is trained, saved and served: preprocessing (+ resampler) + model."""
     family = FAMILIES[config.family]
+    kinds = kinds.without(config.drop)
     weighted = config.imbalance == "weights"
     model = family.build(config.params, task, weighted, threads, seed, len(kinds.categorical))
     steps: list[tuple[str, Any]] = [("preprocess", preprocessor(kinds, family.flavour))]

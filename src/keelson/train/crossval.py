@@ -35,8 +35,8 @@ class Problem:
     seed: int
     threads: int = 1
 
-    def kinds(self, drop: tuple[str, ...] = ()) -> ColumnKinds:
-        return ColumnKinds.of(self.features.drop(list(drop)))
+    def kinds(self) -> ColumnKinds:
+        return ColumnKinds.of(self.features)
 
 
 @dataclass
@@ -68,13 +68,11 @@ def cross_validate(
     problem: Problem,
     config: Config,
     prune_bars: list[float] | None = None,
-    drop: tuple[str, ...] = (),
 ) -> Outcome:
     """Fit and score ``config`` on every fold; stop early (pruned) when a running mean is
     worse than ``prune_bars[i]`` after fold ``i`` (the median of earlier trials there)."""
     scorer = metric(problem.task, problem.metric)
-    features = problem.features.drop(list(drop))
-    kinds = ColumnKinds.of(features)
+    features, kinds = problem.features, problem.kinds()
     outcome = Outcome("complete", oof=_empty_oof(problem))
     for index, (fit_rows, score_rows) in enumerate(problem.folds):
         began = time.monotonic()
@@ -95,13 +93,27 @@ def cross_validate(
     return outcome
 
 
-def fit(problem: Problem, config: Config, drop: tuple[str, ...] = ()) -> Any:
+def fit(problem: Problem, config: Config) -> Any:
     """``config`` fitted on every row of the problem (the final refit)."""
-    features = problem.features.drop(list(drop))
-    pipeline = make_pipeline(
-        config, ColumnKinds.of(features), problem.task, problem.threads, problem.seed
-    )
-    return pipeline.fit(features, problem.labels)
+    pipeline = make_pipeline(config, problem.kinds(), problem.task, problem.threads, problem.seed)
+    return pipeline.fit(problem.features, problem.labels)
+
+
+def fold_importance(problem: Problem, config: Config, folds: int = 3) -> dict[str, float]:
+    """Permutation importance of each column on held-out fold rows, averaged over folds
+    (only the training part: the test set plays no part in choosing features)."""
+    from keelson.train.importance import permutation_importance
+
+    totals: dict[str, list[float]] = {}
+    for fit_rows, score_rows in problem.folds[:folds]:
+        pipeline = make_pipeline(
+            config, problem.kinds(), problem.task, problem.threads, problem.seed
+        )
+        pipeline.fit(problem.features[fit_rows], problem.labels[fit_rows])
+        held_out = problem.features[score_rows], problem.labels[score_rows]
+        for row in permutation_importance(pipeline, *held_out, problem, repeats=2):
+            totals.setdefault(row["feature"], []).append(row["importance"])
+    return {column: float(np.mean(values)) for column, values in totals.items()}
 
 
 def _train_score(
@@ -124,14 +136,13 @@ def _empty_oof(problem: Problem) -> np.ndarray:
 
 
 def learning_points(
-    problem: Problem, config: Config, deadline: float, ordered: bool, drop: tuple[str, ...] = ()
+    problem: Problem, config: Config, deadline: float, ordered: bool
 ) -> list[dict[str, float | int]]:
     """The learning curve of ``config`` on (at most three of) the folds, until ``deadline``."""
     from keelson.train.generalisation import learning_curve
 
     scorer = metric(problem.task, problem.metric)
-    features = problem.features.drop(list(drop))
-    kinds = ColumnKinds.of(features)
+    features, kinds = problem.features, problem.kinds()
 
     def score(fit_rows: np.ndarray, score_rows: np.ndarray) -> tuple[float, float]:
         pipeline = make_pipeline(config, kinds, problem.task, problem.threads, problem.seed)

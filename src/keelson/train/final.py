@@ -26,6 +26,7 @@ from keelson.train.evaluate import Interval, all_metrics, bootstrap, tune_thresh
 from keelson.train.importance import permutation_importance
 from keelson.train.metrics import metric
 from keelson.train.search import SearchResult, TrialRecord
+from keelson.train.selection import Selection, select_features
 from keelson.train.workers import JobFailed, WorkerPool
 
 ENSEMBLE_TOLERANCE = 1e-4  # an ensemble must beat the best trial by more than this, out of fold
@@ -63,6 +64,7 @@ class FinalModel:
     test_metrics: dict[str, Interval]
     importance: list[dict[str, Any]] = field(default_factory=list)
     learning_curve: list[dict[str, Any]] = field(default_factory=list)
+    selection: Selection | None = None
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,17 @@ def finish(
     test: LabelledRows,
     ordered: bool,
 ) -> FinalModel:
-    choice = _choose_members(problem, result, spec)
+    selection = None
+    if spec.feature_selection:
+        until = deadline.search_until([result.best], pool.size)
+        selection = select_features(problem, pool, result.best, until)
+    if selection is not None and selection.applied and selection.trial is not None:
+        choice = _single(problem, selection.trial)  # the smaller model, alone
+    else:
+        choice = _choose_members(problem, result, spec)
     fitted, curve = _refit(problem, pool, deadline, choice, spec, ordered)
     if len(fitted) < len(choice.members):  # an optional member did not finish in time
-        choice = _single(problem, result.best)
+        choice = _single(problem, choice.members[0].trial)
     calibration, threshold, oof = _decide(problem, choice, spec)
     costs = spec.costs if spec.threshold_metric == "cost" else None
     pipeline = _assemble(
@@ -104,6 +113,7 @@ def finish(
         test_scores=np.empty(0),
         test_metrics={},
         learning_curve=curve,
+        selection=selection,
     )
     if not test.empty:
         _test(final, problem, test, spec, deadline, costs)
@@ -247,7 +257,8 @@ def _test(
     )
     final.importance = permutation_importance(
         final.pipeline,
-        test,
+        test.features,
+        test.labels,
         problem,
         repeats=3,
         until=deadline.at - 0.8 * deadline.reserve(),

@@ -14,7 +14,8 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-Severity = Literal["critical", "warning"]
+Severity = Literal["critical", "warning", "info"]
+DUPLICATE_WARNING_SHARE = 0.005  # below: reported, without a warning
 DUPLICATE_CRITICAL_SHARE = 0.05
 _STRENGTH = {"binary": "ROC-AUC", "multiclass": "macro one-vs-rest ROC-AUC"}
 
@@ -68,7 +69,7 @@ def duplicated_rows(train: pl.DataFrame, test: pl.DataFrame) -> Finding | None:
     return Finding(
         check="duplicated_rows",
         column=None,
-        severity="critical" if share > DUPLICATE_CRITICAL_SHARE else "warning",
+        severity=_duplicate_severity(share),
         message=(
             f"{count} of {test.height} test rows ({share:.1%}) are identical to a training row "
             f"in all {len(columns)} feature columns, so the test score overstates how the model "
@@ -76,6 +77,12 @@ def duplicated_rows(train: pl.DataFrame, test: pl.DataFrame) -> Finding | None:
         ),
         value=share,
     )
+
+
+def _duplicate_severity(share: float) -> Severity:
+    if share > DUPLICATE_CRITICAL_SHARE:
+        return "critical"
+    return "warning" if share >= DUPLICATE_WARNING_SHARE else "info"
 
 
 def future_timestamps(features: pl.DataFrame, time_column: str) -> list[Finding]:

@@ -185,7 +185,8 @@ class _Loop:
         return self.result
 
     def _until(self) -> float:
-        return self.deadline.search_until(self.result.complete()[:3], self.pool.size)
+        checks = 2 if self.spec.feature_selection else 0  # importance, then CV without
+        return self.deadline.search_until(self.result.complete()[:3], self.pool.size, checks)
 
     def _may_start(self) -> bool:
         if not self.result.complete() and not self.running:

@@ -105,7 +105,7 @@ class WorkerPool:
         if not busy:
             return []
         done = []
-        for conn in wait(list(busy), timeout=max(timeout, 0.0)):
+        for conn in wait(list(busy), timeout=min(max(timeout, 0.0), 86400.0)):
             slot = busy[conn]  # type: ignore[index]
             try:
                 result = pickle.loads(slot.conn.recv_bytes())
