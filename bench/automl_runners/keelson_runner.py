@@ -70,12 +70,13 @@ def predict(project: Path, test: Path, positive: str | int) -> tuple[Any, dict[s
     store = open_store(locate(project, load_spec(project).store))
     try:
         model = versions.load(store, MODEL)
+        family = versions.resolve(store, versions.ModelRef.parse(MODEL)).family
     finally:
         store.close()
     features = pl.read_parquet(test).select(model.signature.names)
     column = model.signature.classes.index(str(positive))
     proba = model.pipeline.predict_proba(features)[:, column]
-    details = {"version": __version__, "model": f"v{model.version}", "threshold": model.threshold}
+    details = {"version": __version__, "model": family, "threshold": model.threshold}
     return proba, details
 
 

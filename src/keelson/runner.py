@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -28,6 +28,7 @@ from keelson.run_context import RunContext
 from keelson.spec import ProjectSpec
 from keelson.store.tables import DatasetVersion
 from keelson.train.budget import Deadline
+from keelson.train.candidates import require_installed
 from keelson.train.crossval import Problem
 from keelson.train.final import FinalModel, LabelledRows, finish
 from keelson.train.generalisation import LearningPoint, assess_gap, more_data_verdict
@@ -36,7 +37,10 @@ from keelson.train.metrics import metric
 from keelson.train.search import SearchResult, imbalance_choices, search
 from keelson.train.split import Splits, folds, split
 from keelson.train.task import Task
-from keelson.train.workers import WorkerPool
+from keelson.train.workers import Pool, WorkerPool
+
+if TYPE_CHECKING:
+    from keelson.train.shared_study import SharedStudy
 
 
 @dataclass(frozen=True)
@@ -81,46 +85,51 @@ class _Training:
 def _prepare_training(ctx: RunContext, table: pl.DataFrame) -> _Training:
     """The task, the split, the folds, and the leakage checks: all before any fitting."""
     spec = ctx.spec
+    require_installed(list(spec.train.candidates))
     task = Task.of(table, spec.target, spec.train)
     with ctx.step("split") as detail:
-        splits = split(table, task, spec.split)
-        method = splits.method
-        dropped = [c for c in (spec.split.group_column,) if c] + _temporal(splits.train, spec)
-        train_features, labels = task.split_frame(splits.train.drop(dropped))
-        test_features, test_labels = task.split_frame(splits.test.drop(dropped))
-        workers = spec.train.workers or os.cpu_count() or 1
-        problem = Problem(
-            features=train_features,
-            labels=labels,
-            folds=folds(splits.train, labels, spec.split, method, spec.train.cv_folds),
-            task=task.kind,
-            n_classes=len(task.classes),
-            metric=task.metric,
-            seed=spec.train.seed,
-            threads=max(1, (os.cpu_count() or 1) // workers),
-        )
+        splits, problem, test = training_problem(spec, table, task)
         leakage = check_leakage(
             splits.train.drop(task.column),
-            labels,
-            test_features if test_features.height else None,
+            problem.labels,
+            None if test.empty else test.features,
             task.kind,
-            spec.split.time_column if method == "time" else None,
+            spec.split.time_column if splits.method == "time" else None,
             spec.train.seed,
         )
         detail.update(splits.sizes(), task=task.kind, leakage=len(leakage))
-    return _Training(task, problem, splits, LabelledRows(test_features, test_labels), leakage)
+    return _Training(task, problem, splits, test, leakage)
 
 
-def _temporal(frame: pl.DataFrame, spec: ProjectSpec) -> list[str]:
-    """The time column orders the split; as a raw timestamp it is not a feature."""
-    column = spec.split.time_column
-    if column and column in frame.columns and frame[column].dtype.is_temporal():
-        return [column]
-    return []
+def training_problem(
+    spec: ProjectSpec, table: pl.DataFrame, task: Task
+) -> tuple[Splits, Problem, LabelledRows]:
+    """The split and the cross-validation problem of its training part; `keelson worker`
+    rebuilds the same one from the same dataset version and spec."""
+    splits = split(table, task, spec.split)
+    dropped = [c for c in (spec.split.group_column,) if c]  # an identity, not a feature
+    train_features, labels = task.split_frame(splits.train.drop(dropped))
+    test_features, test_labels = task.split_frame(splits.test.drop(dropped))
+    workers = spec.train.workers or os.cpu_count() or 1
+    problem = Problem(
+        features=train_features,
+        labels=labels,
+        folds=folds(splits.train, labels, spec.split, splits.method, spec.train.cv_folds),
+        task=task.kind,
+        n_classes=len(task.classes),
+        metric=task.metric,
+        seed=spec.train.seed,
+        threads=max(1, (os.cpu_count() or 1) // workers),
+    )
+    return splits, problem, LabelledRows(test_features, test_labels)
 
 
 def _train(
-    ctx: RunContext, training: _Training, pool: WorkerPool, deadline: Deadline
+    ctx: RunContext,
+    training: _Training,
+    pool: Pool,
+    deadline: Deadline,
+    shared: SharedStudy | None = None,
 ) -> tuple[SearchResult, FinalModel]:
     spec, problem = ctx.spec.train, training.problem
     pool.load(problem)
@@ -130,8 +139,10 @@ def _train(
 
         imbalance = imbalance_choices(spec, problem.task, problem.labels)
         with search_progress(deadline.remaining(), ctx.quiet, ctx.console) as on_trial:
-            result = search(problem, pool, spec, deadline, imbalance, on_trial)
+            result = search(problem, pool, spec, deadline, imbalance, on_trial, shared)
         detail.update(trials=len(result.trials), best=result.best.to_dict(), seconds=result.seconds)
+        if shared is not None:
+            detail.update(from_workers=[t.trial for t in result.trials if t.worker])
     with ctx.step("final_fit") as detail:
         ordered = training.splits.method == "time"
         final = finish(problem, result, pool, deadline, spec, training.test, ordered)
@@ -154,10 +165,15 @@ def _run(ctx: RunContext) -> RunResult:
     deadline = Deadline(ctx.spec.train.budget.seconds, started=ctx.started)
     workers = ctx.spec.train.workers or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with WorkerPool(workers, threads) as pool:  # its imports overlap the data stage
+    with _pool(ctx.spec, workers, threads) as pool:  # its start overlaps the data stage
         data = prepare_data(ctx)
         training = _prepare_training(ctx, data.table)
-        result, final = _train(ctx, training, pool, deadline)
+        shared = None
+        if ctx.spec.train.shared:
+            from keelson.train.shared_study import SharedStudy
+
+            shared = SharedStudy.for_run(ctx, data.version.id, training.problem, deadline)
+        result, final = _train(ctx, training, pool, deadline, shared)
     task, dataset = training.task, data.version
     with ctx.step("register") as detail:
         signature = Signature.from_frame(training.problem.features, task.classes)
@@ -191,6 +207,15 @@ def _run(ctx: RunContext) -> RunResult:
         wall_seconds=deadline.elapsed(),
         budget_seconds=deadline.budget,
     )
+
+
+def _pool(spec: ProjectSpec, workers: int, threads: int) -> Pool:
+    """Trials in worker processes here, or as futures on Dask (``execution.engine: dask``)."""
+    if spec.execution.engine != "dask":
+        return WorkerPool(workers, threads)
+    from keelson.train.dask_pool import DaskPool
+
+    return DaskPool(spec.execution)
 
 
 def _family(final: FinalModel) -> str:
@@ -282,12 +307,7 @@ def _report(
         profile=profile(table),
         search=[trial.to_dict() for trial in result.trials],
         search_metric=task.metric,
-        best={
-            "family": _family(final),
-            "params": best.config.params,
-            "imbalance": best.config.imbalance,
-            "cv_score": best.score,
-        },
+        best=_chosen(final),
         threshold=final.threshold,
         threshold_metric=spec.threshold_metric if task.kind == "binary" else None,
         costs=spec.costs.model_dump() if spec.threshold_metric == "cost" else None,
@@ -317,6 +337,23 @@ def _report(
         environment=library_versions(),
         feature_selection=final.selection.to_dict() if final.selection else None,
     )
+
+
+def _chosen(final: FinalModel) -> dict[str, Any]:
+    """The served model for the report: one trial, or the blend with its OOF score."""
+    lead = final.members[0].trial
+    if len(final.members) == 1:
+        return {
+            "family": lead.family,
+            "params": lead.config.params,
+            "imbalance": lead.config.imbalance,
+            "cv_score": lead.score,
+        }
+    return {
+        "family": _family(final),
+        "params": {f"trial {m.trial.trial}": round(m.weight, 3) for m in final.members},
+        "cv_score": (final.ensemble or {}).get("score"),
+    }
 
 
 def _dataset_summary(table: pl.DataFrame, task: Task, dataset: DatasetVersion) -> dict[str, Any]:

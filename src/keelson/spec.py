@@ -330,11 +330,14 @@ class Integrate(_Section):
 
 
 class Execution(_Section):
-    """Where data work runs: Polars in this process, or a Dask cluster."""
+    """Where data work and trials run: Polars and worker processes on this machine, or a
+    Dask cluster (partitioned sources are validated there and trials run as futures)."""
 
     engine: Literal["polars", "dask"] = "polars"
     address: str | None = Field(None, description="Dask scheduler; none: a local cluster.")
-    workers: int = Field(2, ge=1, le=256)
+    workers: int = Field(
+        2, ge=1, le=256, description="Processes of the local cluster (one thread each)."
+    )
 
 
 # --- learning ----------------------------------------------------------------
@@ -452,6 +455,11 @@ class Train(_Section):
     learning_curve: bool = Field(True, description="Measure CV score vs training rows.")
     workers: int | None = Field(
         None, ge=1, le=64, description="Trials run at once; default: the number of cores."
+    )
+    shared: bool = Field(
+        False,
+        description="Let `keelson worker` processes (on this or other machines) join this run's "
+        "search: its Optuna study lives in the store (PostgreSQL for several machines).",
     )
     bootstrap: int = Field(1000, ge=50, description="Bootstrap resamples for the intervals.")
     seed: int = 42

@@ -5,11 +5,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from tests.train.problems import binary_problem
 
-from keelson.spec import Split
 from keelson.train.candidates import Config
 from keelson.train.crossval import Problem, cross_validate
-from keelson.train.split import folds
 
 
 def imbalanced(rows: int = 600) -> Problem:
@@ -22,15 +21,7 @@ def imbalanced(rows: int = 600) -> Problem:
         }
     )
     labels = (frame["a"].to_numpy() + rng.normal(0, 0.7, rows) > 1.6).astype(int)
-    return Problem(
-        features=frame,
-        labels=labels,
-        folds=folds(frame, labels, Split(), "stratified", 3),
-        task="binary",
-        n_classes=2,
-        metric="pr_auc",
-        seed=0,
-    )
+    return binary_problem(frame, labels, 3, "pr_auc")
 
 
 def test_smote_only_ever_sees_the_rows_being_fitted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,3 +56,22 @@ def test_out_of_fold_predictions_cover_every_row_once() -> None:
 def test_a_trial_worse_than_the_bar_is_pruned_after_its_first_fold() -> None:
     outcome = cross_validate(imbalanced(), Config("linear", {"C": 1.0}), prune_bars=[1.1, 1.1, 1.1])
     assert outcome.state == "pruned" and len(outcome.fold_scores) == 1
+
+
+def test_xgboost_is_a_candidate_when_installed() -> None:
+    pytest.importorskip("xgboost", reason="the optional xgboost extra is not installed")
+    problem = imbalanced()
+    outcome = cross_validate(problem, Config("xgboost", {"n_estimators": 30, "max_depth": 3}))
+    assert outcome.state == "complete" and outcome.score is not None
+    assert outcome.score > 2 * problem.labels.mean()  # PR-AUC well above the base rate
+
+
+def test_a_missing_optional_learner_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from keelson.errors import SpecError
+    from keelson.train.candidates import require_installed
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SpecError, match=r"keelson\[xgboost\]"):
+        require_installed(["linear", "xgboost"])

@@ -169,3 +169,9 @@ def test_check_leakage_runs_every_check_critical_first(binary: tuple) -> None:
         "single_feature_leak",
         "single_feature_leak",
     ]
+
+
+def test_a_numeric_time_column_is_not_checked_for_future_dates() -> None:
+    frame = pl.DataFrame({"t": [0.1, 0.2, 0.3, 0.4], "x": [1.0, 2.0, 1.0, 2.0]})
+    findings = check_leakage(frame, np.array([0, 1, 0, 1]), None, "binary", "t", 0)
+    assert all(finding.check != "future_timestamps" for finding in findings)

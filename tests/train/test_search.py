@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+from tests.train.problems import binary_problem
 
-from keelson.spec import Budget, Split, Train
+from keelson.spec import Budget, Train
 from keelson.train.budget import Deadline
 from keelson.train.crossval import Problem
 from keelson.train.search import search
-from keelson.train.split import folds
 from keelson.train.workers import WorkerPool
 
 
@@ -22,15 +22,7 @@ def problem(rows: int = 600, k: int = 2) -> Problem:
     )
     signal = frame["a"].to_numpy() + (frame["c"] == "x").fill_null(False).to_numpy()
     labels = (signal + rng.normal(0, 0.5, rows) > 0.8).astype(int)
-    return Problem(
-        features=frame,
-        labels=labels,
-        folds=folds(frame, labels, Split(), "stratified", k),
-        task="binary",
-        n_classes=2,
-        metric="roc_auc",
-        seed=0,
-    )
+    return binary_problem(frame, labels, k)
 
 
 def run_search(spec: Train, budget: float = 60.0) -> object:

@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+from tests.train.problems import binary_problem
 
-from keelson.spec import Split
 from keelson.train.candidates import Config
 from keelson.train.crossval import Problem, cross_validate
 from keelson.train.search import TrialRecord
 from keelson.train.selection import select_features
-from keelson.train.split import folds
 from keelson.train.workers import WorkerPool
 
 
@@ -20,15 +19,7 @@ def noisy_problem(rows: int = 1500) -> Problem:
         {"s0": signal[:, 0], "s1": signal[:, 1]} | {f"n{i}": noise[:, i] for i in range(6)}
     )
     labels = (signal.sum(axis=1) + rng.normal(0, 0.5, rows) > 0).astype(int)
-    return Problem(
-        features=frame,
-        labels=labels,
-        folds=folds(frame, labels, Split(), "stratified", 3),
-        task="binary",
-        n_classes=2,
-        metric="roc_auc",
-        seed=0,
-    )
+    return binary_problem(frame, labels, 3)
 
 
 def test_noise_columns_are_dropped_and_signal_kept() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from keelson import __version__
-from keelson.cli import admin, data, models, serve, train
+from keelson.cli import admin, data, models, serve, train, worker
 
 app = typer.Typer(
     name="keelson",
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.command()(train.run)
 app.command()(serve.serve)
+app.command()(worker.worker)
 app.command()(admin.init)
 app.command()(data.explain)
 app.add_typer(data.app, name="data")

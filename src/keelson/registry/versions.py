@@ -30,6 +30,7 @@ TRUSTED_MODULES = (
     "collections.",
     "builtins.",
     "functools.partial",  # scikit-learn's own; what it wraps is checked on its own
+    "keelson.features.dates.DateParts",
     "keelson.train.blend.BlendClassifier",
     "keelson.train.blend.BlendRegressor",
     "keelson.train.calibration.CalibratedClassifier",

@@ -13,6 +13,7 @@ import numpy as np
 
 from keelson.report import plots
 from keelson.report.html import finite, number, percent, template, write_text_atomic
+from keelson.train.metrics import LABELS
 
 FORMAT_VERSION = 2
 TOP_FEATURES = 20
@@ -23,22 +24,7 @@ _HEADLINE = {
     "multiclass": ("log_loss", "macro_f1"),
     "regression": ("rmse", "mae", "r2"),
 }
-_METRIC_NAMES = {
-    "roc_auc": "ROC-AUC",
-    "pr_auc": "PR-AUC",
-    "roc_auc_ovr": "ROC-AUC (one-vs-rest)",
-    "macro_f1": "macro F1",
-    "f1": "F1",
-    "precision": "precision",
-    "recall": "recall",
-    "log_loss": "log loss",
-    "brier": "Brier score",
-    "balanced_accuracy": "balanced accuracy",
-    "accuracy": "accuracy",
-    "rmse": "RMSE",
-    "mae": "MAE",
-    "r2": "R²",
-}
+_METRIC_NAMES = LABELS
 _LOWER_IS_BETTER = frozenset({"log_loss", "brier", "brier_score", "mse", "rmse", "mae"})
 _TEST_SECTIONS = {
     "binary": {"roc": "ROC curve", "pr": "Precision–recall curve", "confusion": "Confusion matrix"},

@@ -188,7 +188,10 @@ FAMILIES: dict[str, Family] = {
             "random_forest",
             "rf",
             "tree",
-            [{"n_estimators": 200, "max_features": 0.35, "min_samples_leaf": 3}],
+            [
+                {"n_estimators": 200, "max_features": 0.35, "min_samples_leaf": 3},
+                {"n_estimators": 300, "max_features": 0.2, "min_samples_leaf": 8},
+            ],
             _forest_space("rf"),
             _forest("rf"),
         ),
@@ -196,7 +199,10 @@ FAMILIES: dict[str, Family] = {
             "extra_trees",
             "et",
             "tree",
-            [{"n_estimators": 200, "max_features": 0.6, "min_samples_leaf": 3}],
+            [
+                {"n_estimators": 200, "max_features": 0.6, "min_samples_leaf": 3},
+                {"n_estimators": 300, "max_features": 0.9, "min_samples_leaf": 8},
+            ],
             _forest_space("et"),
             _forest("et"),
         ),
@@ -218,6 +224,13 @@ FAMILIES: dict[str, Family] = {
                     "min_samples_leaf": 10,
                     "l2_regularization": 1.0,
                     "max_features": 0.5,
+                },
+                {  # small or noisy data: shallow, slow, regularised
+                    "learning_rate": 0.03,
+                    "max_leaf_nodes": 15,
+                    "min_samples_leaf": 40,
+                    "l2_regularization": 5.0,
+                    "max_features": 0.7,
                 },
             ],
             _hgb_space,
@@ -279,6 +292,24 @@ FAMILIES: dict[str, Family] = {
         ),
     )
 }
+
+
+_EXTRAS = {"xgboost": ("xgboost", "keelson[xgboost]")}  # family: (module, what to install)
+
+
+def require_installed(candidates: list[str]) -> None:
+    """A clear error before any work when a candidate's optional library is missing."""
+    import importlib.util
+
+    from keelson.errors import SpecError
+
+    for name in candidates:
+        if name in _EXTRAS and importlib.util.find_spec(_EXTRAS[name][0]) is None:
+            raise SpecError(
+                f"the candidate '{name}' needs the optional library '{_EXTRAS[name][0]}'.",
+                where="train.candidates",
+                hint=f"Install {_EXTRAS[name][1]}, or remove '{name}' from the candidates.",
+            )
 
 
 def portfolio(candidates: list[str]) -> list[Config]:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from keelson.errors import KeelsonError
+from keelson.train.metrics import label
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 WeightedMetric = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -25,18 +26,6 @@ TASKS = ("binary", "multiclass", "regression")
 Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
 CHUNK = 100  # resamples scored per batch (an index matrix of CHUNK x rows)
 EXACT_BELOW = 25  # McNemar: exact binomial test under this many discordant pairs
-
-DISPLAY = {
-    "roc_auc": "ROC-AUC",
-    "roc_auc_ovr": "ROC-AUC (one-vs-rest)",
-    "pr_auc": "PR-AUC",
-    "log_loss": "log loss",
-    "f1": "F1",
-    "macro_f1": "macro F1",
-    "rmse": "RMSE",
-    "mae": "MAE",
-    "r2": "R²",
-}
 
 
 class ComparisonError(KeelsonError):
@@ -390,7 +379,7 @@ def mcnemar(y: np.ndarray, labels_a: np.ndarray, labels_b: np.ndarray) -> McNema
 
 def verdict(diff: Difference, name_a: str, name_b: str) -> str:
     """One plain-language sentence; "better" means smaller for lower-is-better metrics."""
-    unit = DISPLAY.get(diff.metric, diff.metric.replace("_", " "))
+    unit = label(diff.metric)
     places = _places(diff.high - diff.low)
     test = f"{diff.method} {_p(diff.p_value)}"
     if diff.better is None:
@@ -447,10 +436,10 @@ def _p(p_value: float) -> str:
 
 
 def _check_rows(y: np.ndarray, first: np.ndarray, second: np.ndarray) -> None:
-    for label, array in (("model A", first), ("model B", second)):
+    for model, array in (("model A", first), ("model B", second)):
         if len(array) != len(y):
             raise ComparisonError(
-                f"{label} has {len(array)} rows of predictions but there are {len(y)} labels.",
+                f"{model} has {len(array)} rows of predictions but there are {len(y)} labels.",
                 hint="Score both models on the same test rows.",
             )
     if len(y) < 2:

@@ -27,7 +27,7 @@ from keelson.train.importance import permutation_importance
 from keelson.train.metrics import metric
 from keelson.train.search import SearchResult, TrialRecord
 from keelson.train.selection import Selection, select_features
-from keelson.train.workers import JobFailed, WorkerPool
+from keelson.train.workers import JobFailed, Pool
 
 ENSEMBLE_TOLERANCE = 1e-4  # an ensemble must beat the best trial by more than this, out of fold
 
@@ -78,7 +78,7 @@ class _Choice:
 def finish(
     problem: Problem,
     result: SearchResult,
-    pool: WorkerPool,
+    pool: Pool,
     deadline: Deadline,
     spec: Train,
     test: LabelledRows,
@@ -86,12 +86,14 @@ def finish(
 ) -> FinalModel:
     selection = None
     if spec.feature_selection:
-        until = deadline.search_until([result.best], pool.size)
+        until = deadline.search_until([result.best], pool.size, int(spec.learning_curve))
         selection = select_features(problem, pool, result.best, until)
     if selection is not None and selection.applied and selection.trial is not None:
         choice = _single(problem, selection.trial)  # the smaller model, alone
     else:
         choice = _choose_members(problem, result, spec)
+        if not _affordable(choice, deadline, pool.size):
+            choice = _single(problem, result.best)
     fitted, curve = _refit(problem, pool, deadline, choice, spec, ordered)
     if len(fitted) < len(choice.members):  # an optional member did not finish in time
         choice = _single(problem, choice.members[0].trial)
@@ -142,6 +144,16 @@ def _choose_members(problem: Problem, result: SearchResult, spec: Train) -> _Cho
     return _Choice(members, oof, single.covered, summary)
 
 
+def _affordable(choice: _Choice, deadline: Deadline, workers: int) -> bool:
+    """Whether the members can be refitted and saved before the reserve: a blend of large
+    forests can take longer to save (skops) than it gains."""
+    if len(choice.members) == 1:
+        return True
+    trials = [member.trial for member in choice.members]
+    need = deadline.at - deadline.search_until(trials, workers) - deadline.reserve()
+    return need <= deadline.remaining() - deadline.reserve()
+
+
 def _single(problem: Problem, best: TrialRecord) -> _Choice:
     oof = best.oof if best.oof is not None else np.full(problem.labels.shape, np.nan)
     covered = ~np.isnan(oof if oof.ndim == 1 else oof[:, 0])
@@ -150,7 +162,7 @@ def _single(problem: Problem, best: TrialRecord) -> _Choice:
 
 def _refit(
     problem: Problem,
-    pool: WorkerPool,
+    pool: Pool,
     deadline: Deadline,
     choice: _Choice,
     spec: Train,

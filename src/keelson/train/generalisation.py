@@ -14,27 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from keelson.train.metrics import label
+
 ScoreRows = Callable[[np.ndarray, np.ndarray], tuple[float, float]]
 ABSOLUTE_GAP = 0.05  # for higher-is-better metrics, all of which lie at or below 1
 RELATIVE_GAP = 0.25  # for losses and errors, as a share of the cross-validated value
 FLAT = 0.005  # relative change of the CV score below which a learning curve is flat
-_LABELS = {
-    "roc_auc": "ROC-AUC",
-    "roc_auc_ovr": "ROC-AUC (one-vs-rest)",
-    "pr_auc": "PR-AUC",
-    "log_loss": "log loss",
-    "f1": "F1",
-    "macro_f1": "macro F1",
-    "balanced_accuracy": "balanced accuracy",
-    "rmse": "RMSE",
-    "mae": "MAE",
-    "r2": "R²",
-}
-
-
-def metric_label(metric: str) -> str:
-    """How a metric is named in a sentence: ``roc_auc`` -> ``ROC-AUC``."""
-    return _LABELS.get(metric, metric.replace("_", " "))
 
 
 @dataclass(frozen=True)
@@ -76,7 +61,7 @@ def assess_gap(train_score: float, cv_score: float, metric: str, higher_is_bette
 
 
 def _gap_warning(train: float, cv: float, metric: str, higher_is_better: bool) -> str:
-    name = metric_label(metric)
+    name = label(metric)
     better = "above" if higher_is_better else "below"
     return (
         f"The training {name} ({train:.3g}) is well {better} the cross-validated {name} "
@@ -172,7 +157,7 @@ def more_data_verdict(points: Sequence[LearningPoint], higher_is_better: bool, m
     Compares the CV score at the largest fraction with the one nearest half of it. A
     change of less than 0.5 % of the score (in either direction) counts as flat.
     """
-    name = metric_label(metric)
+    name = label(metric)
     ordered = sorted(points, key=lambda point: point.fraction)
     if len(ordered) < 2:
         return (

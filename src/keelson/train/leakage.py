@@ -117,16 +117,22 @@ def check_leakage(
     """Every check that applies, critical findings first.
 
     Timestamps are checked on training and test rows together, and only when
-    ``time_column`` is given and is one of the feature columns.
+    ``time_column`` is given, is one of the feature columns and holds dates or times
+    (a time split may also order rows by a plain number, which no date can be after).
     """
     findings = single_feature_leaks(train_features, y_train, task, seed)
     if test_features is not None:
         duplicate = duplicated_rows(train_features, test_features)
         findings += [duplicate] if duplicate else []
-    if time_column is not None and time_column in train_features.columns:
+    temporal = time_column in train_features.columns and train_features[time_column].dtype in (
+        pl.Date,
+        pl.Datetime,
+    )
+    if time_column is not None and temporal:
         frames = [train_features] + ([test_features] if test_features is not None else [])
         findings += future_timestamps(pl.concat(frames, how="diagonal_relaxed"), time_column)
-    return sorted(findings, key=lambda finding: finding.severity != "critical")
+    order = {"critical": 0, "warning": 1}
+    return sorted(findings, key=lambda finding: order.get(finding.severity, 2))
 
 
 def _check_task(task: str) -> None:

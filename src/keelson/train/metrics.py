@@ -15,6 +15,28 @@ from keelson.spec import TaskKind
 
 _EPS = 1e-15
 
+LABELS = {  # how a metric is named to people, in the order reports list them
+    "roc_auc": "ROC-AUC",
+    "pr_auc": "PR-AUC",
+    "roc_auc_ovr": "ROC-AUC (one-vs-rest)",
+    "macro_f1": "macro F1",
+    "f1": "F1",
+    "precision": "precision",
+    "recall": "recall",
+    "log_loss": "log loss",
+    "brier": "Brier score",
+    "balanced_accuracy": "balanced accuracy",
+    "accuracy": "accuracy",
+    "cost": "cost per row",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "r2": "R²",
+}
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name.replace("_", " "))
+
 
 @dataclass(frozen=True)
 class MetricDef:

@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -30,7 +30,10 @@ from keelson.train.budget import Deadline
 from keelson.train.candidates import FAMILIES, Config, portfolio
 from keelson.train.crossval import Outcome, Problem, cross_validate
 from keelson.train.metrics import metric
-from keelson.train.workers import JobFailed, WorkerPool
+from keelson.train.workers import JobFailed, Pool
+
+if TYPE_CHECKING:
+    from keelson.train.shared_study import SharedStudy
 
 KEEP_PREDICTIONS = 12  # out-of-fold predictions kept for the ensemble, best trials first
 _MIN_TRIALS_TO_PRUNE = 4
@@ -50,6 +53,7 @@ class TrialRecord:
     folds: int = 0
     error: str | None = None
     oof: np.ndarray | None = field(default=None, repr=False)
+    worker: str | None = None  # the `keelson worker` that ran it; None: this run's own pool
 
     @property
     def family(self) -> str:
@@ -68,6 +72,7 @@ class TrialRecord:
             "started_s": round(self.started_s, 3),
             "state": self.state,
             "error": self.error,
+            "worker": self.worker,
         }
 
 
@@ -104,15 +109,58 @@ OnTrial = Callable[[TrialRecord, SearchResult], None]
 
 def search(
     problem: Problem,
-    pool: WorkerPool,
+    pool: Pool,
     spec: Train,
     deadline: Deadline,
     imbalance: list[str],
     on_trial: OnTrial | None = None,
+    shared: SharedStudy | None = None,
 ) -> SearchResult:
-    study = _study(problem, spec, imbalance)
+    """With ``shared``, the study lives in the store and ``keelson worker`` processes run
+    trials too: those they finished are merged into the result at the end."""
+    study = _study(problem, spec, imbalance, shared)
     loop = _Loop(problem, pool, spec, deadline, study, imbalance, on_trial)
-    return loop.run()
+    result = loop.run()
+    if shared is not None:
+        _merge(result, shared.close(study, KEEP_PREDICTIONS))
+    return result
+
+
+def _merge(result: SearchResult, others: list[TrialRecord]) -> None:
+    known = {t.trial for t in result.trials}  # a retry run here may carry a dead worker's attrs
+    merged = [*result.trials, *(t for t in others if t.trial not in known)]
+    result.trials = sorted(merged, key=lambda t: t.trial)
+    for record in result.complete()[KEEP_PREDICTIONS:]:
+        record.oof = None
+
+
+def config_of(trial: Any, candidates: list[str], imbalance: list[str]) -> Config:
+    """The configuration an Optuna trial proposes (or replays, for an enqueued one)."""
+    family = trial.suggest_categorical("family", candidates)
+    choice = trial.suggest_categorical("imbalance", imbalance)
+    return Config(family, FAMILIES[family].space(trial), choice)
+
+
+def prune_bars(done: list[TrialRecord], folds: int) -> list[float] | None:
+    """Per fold, the median running mean of the finished trials (none: too few yet)."""
+    if len(done) < _MIN_TRIALS_TO_PRUNE:
+        return None
+    running = [np.cumsum(t.fold_scores) / np.arange(1, folds + 1) for t in done]
+    return [float(np.median([r[i] for r in running])) for i in range(folds)]
+
+
+def record_outcome(record: TrialRecord, outcome: Outcome | JobFailed) -> None:
+    """Fill ``record`` from what cross-validation returned (or how it failed)."""
+    if isinstance(outcome, JobFailed):
+        record.state, record.error = "failed", outcome.error
+        return
+    record.state, record.score = outcome.state, outcome.score
+    record.fold_scores, record.folds = outcome.fold_scores, len(outcome.fit_seconds)
+    record.fit_seconds = float(np.mean(outcome.fit_seconds)) if outcome.fit_seconds else 0.0
+    finite = [s for s in outcome.train_scores if np.isfinite(s)]
+    record.train_score = float(np.mean(finite)) if finite else None
+    if outcome.state == "complete":
+        record.oof = outcome.oof
 
 
 def imbalance_choices(spec: Train, task: str, labels: np.ndarray) -> list[str]:
@@ -127,22 +175,33 @@ def imbalance_choices(spec: Train, task: str, labels: np.ndarray) -> list[str]:
     return ["none", "weights", "over", "under", "smote", "balanced_bagging"]
 
 
-def _study(problem: Problem, spec: Train, imbalance: list[str]) -> Any:
+def tpe_sampler(spec: Train, seed: int | None) -> Any:
+    """TPE, multivariate and grouped, with a constant liar for trials in flight; its random
+    start covers the portfolio and four trials more."""
+    import optuna
+
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        multivariate=True,
+        group=True,
+        constant_liar=True,
+        n_startup_trials=len(portfolio(list(spec.candidates))) + 4,
+    )
+
+
+def _study(problem: Problem, spec: Train, imbalance: list[str], shared: SharedStudy | None) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    configs = portfolio(list(spec.candidates))
-    sampler = optuna.samplers.TPESampler(
-        seed=spec.seed,
-        multivariate=True,
-        group=True,
-        constant_liar=True,
-        n_startup_trials=len(configs) + 4,
-    )
+    sampler = tpe_sampler(spec, spec.seed)
     sign = metric(problem.task, problem.metric).sign()
-    study = optuna.create_study(direction="maximize" if sign > 0 else "minimize", sampler=sampler)
-    for config in configs:
+    direction: Literal["maximize", "minimize"] = "maximize" if sign > 0 else "minimize"
+    if shared is not None:
+        study = shared.create(direction, sampler, imbalance)
+    else:
+        study = optuna.create_study(direction=direction, sampler=sampler)
+    for config in portfolio(list(spec.candidates)):
         prefix = FAMILIES[config.family].prefix
         study.enqueue_trial(
             {
@@ -157,7 +216,7 @@ def _study(problem: Problem, spec: Train, imbalance: list[str]) -> Any:
 @dataclass
 class _Loop:
     problem: Problem
-    pool: WorkerPool
+    pool: Pool
     spec: Train
     deadline: Deadline
     study: Any
@@ -185,7 +244,8 @@ class _Loop:
         return self.result
 
     def _until(self) -> float:
-        checks = 2 if self.spec.feature_selection else 0  # importance, then CV without
+        # still to come: importance and CV without the weak columns; the learning curve
+        checks = 2 * self.spec.feature_selection + self.spec.learning_curve
         return self.deadline.search_until(self.result.complete()[:3], self.pool.size, checks)
 
     def _may_start(self) -> bool:
@@ -201,10 +261,8 @@ class _Loop:
 
         while self.pool.idle() and self._may_start():
             trial = self.study.ask()
-            family = trial.suggest_categorical("family", list(self.spec.candidates))
-            imbalance = trial.suggest_categorical("imbalance", self.imbalance)
-            config = Config(family, FAMILIES[family].space(trial), imbalance)
-            if not self._fits_in_time(family):
+            config = config_of(trial, list(self.spec.candidates), self.imbalance)
+            if not self._fits_in_time(config.family):
                 self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 self.skipped += 1
                 continue
@@ -217,12 +275,7 @@ class _Loop:
         return not seconds or time.monotonic() + statistics.median(seconds) <= self._until()
 
     def _prune_bars(self) -> list[float] | None:
-        done = self.result.complete()
-        if len(done) < _MIN_TRIALS_TO_PRUNE:
-            return None
-        folds = len(self.problem.folds)
-        running = [np.cumsum(t.fold_scores) / np.arange(1, folds + 1) for t in done]
-        return [float(np.median([r[i] for r in running])) for i in range(folds)]
+        return prune_bars(self.result.complete(), len(self.problem.folds))
 
     def _collect(self) -> None:
         """Wait for results until the search deadline; with nothing finished yet, poll:
@@ -236,16 +289,8 @@ class _Loop:
 
     def _record(self, record: TrialRecord, outcome: Outcome | JobFailed) -> None:
         record.seconds = time.monotonic() - self.began - record.started_s
-        if isinstance(outcome, JobFailed):
-            record.state, record.error = "failed", outcome.error
-            return
-        record.state, record.score = outcome.state, outcome.score
-        record.fold_scores, record.folds = outcome.fold_scores, len(outcome.fit_seconds)
-        record.fit_seconds = float(np.mean(outcome.fit_seconds)) if outcome.fit_seconds else 0.0
-        finite = [s for s in outcome.train_scores if np.isfinite(s)]
-        record.train_score = float(np.mean(finite)) if finite else None
-        if outcome.state == "complete":
-            record.oof = outcome.oof
+        record_outcome(record, outcome)
+        if record.state == "complete":
             self._forget_predictions()
 
     def _forget_predictions(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from keelson.train.crossval import Outcome, Problem, cross_validate, fold_importance
 from keelson.train.metrics import metric
 from keelson.train.search import TrialRecord
-from keelson.train.workers import JobFailed, WorkerPool
+from keelson.train.workers import JobFailed, Pool
 
 TOLERANCE = 0.001  # relative: without the columns, the CV score may be this much worse
 
@@ -41,9 +41,7 @@ class Selection:
         }
 
 
-def select_features(
-    problem: Problem, pool: WorkerPool, best: TrialRecord, until: float
-) -> Selection:
+def select_features(problem: Problem, pool: Pool, best: TrialRecord, until: float) -> Selection:
     before = float(best.score or 0.0)
     importance = _run(pool, "importance", until, fold_importance, best.config)
     if not isinstance(importance, dict):
@@ -62,7 +60,7 @@ def select_features(
     return Selection(problem.metric, dropped, before, outcome.score, applied, note, trial)
 
 
-def _run(pool: WorkerPool, key: str, until: float, function: Any, *args: Any) -> Any:
+def _run(pool: Pool, key: str, until: float, function: Any, *args: Any) -> Any:
     pool.submit(key, function, *args)
     while time.monotonic() < until:
         for _, value in pool.wait(until - time.monotonic()):

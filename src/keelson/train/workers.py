@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Protocol
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # imported once by the fork server, while the parent is still reading data
@@ -42,6 +42,31 @@ class JobFailed:
     """What a job raised, as text: the trial is recorded as failed, the worker lives on."""
 
     error: str
+
+
+class Pool(Protocol):
+    """Where trials run: worker processes here (:class:`WorkerPool`) or a Dask cluster."""
+
+    @property
+    def size(self) -> int: ...
+
+    def load(self, problem: Any) -> None: ...
+
+    def idle(self) -> int: ...
+
+    def busy(self) -> list[Any]: ...
+
+    def submit(self, key: Any, function: Callable[..., Any], *args: Any) -> None: ...
+
+    def wait(self, timeout: float) -> list[tuple[Any, Any]]: ...
+
+    def stop_busy(self) -> list[Any]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Pool: ...
+
+    def __exit__(self, *_exc: object) -> None: ...
 
 
 @dataclass
