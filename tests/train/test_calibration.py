@@ -169,3 +169,19 @@ def test_classifier_refuses_inconsistent_params() -> None:
         CalibratedClassifier(LogisticRegression(), "beta").fit(features, labels)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="binary"):
         CalibratedClassifier(LogisticRegression()).fit(features, np.arange(20) % 3)
+
+
+def test_a_prefit_model_is_saved_once_and_decides_at_its_threshold(
+    wrapped: tuple[CalibratedClassifier, np.ndarray, np.ndarray],
+) -> None:
+    import skops.io as sio
+
+    _, features, labels = wrapped
+    fitted = LogisticRegression().fit(features, labels)
+    calibration = fit_calibration(fitted.predict_proba(features)[:, 1], labels, "sigmoid")
+    decided = CalibratedClassifier.prefit(fitted, calibration, threshold=0.8)
+    assert decided.estimator_ is fitted and not hasattr(decided.estimator, "coef_")
+    positive = decided.predict_proba(features)[:, 1]
+    assert (decided.predict(features) == (positive >= 0.8)).all()
+    loaded = sio.loads(sio.dumps(decided), trusted=sio.get_untrusted_types(data=sio.dumps(decided)))
+    assert np.allclose(loaded.predict_proba(features), decided.predict_proba(features))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import polars as pl
 from tests.train.problems import binary_problem
@@ -68,3 +70,13 @@ def test_no_trial_starts_after_the_search_deadline() -> None:
     began = result.seconds and min(t.started_s for t in result.trials)
     assert all(t.started_s - began <= limit + 0.5 for t in result.trials)
     assert any(t.state == "complete" for t in result.trials)
+
+
+def test_short_of_time_the_cheapest_family_goes_first() -> None:
+    spec = Train(candidates=["lightgbm", "linear"], budget=Budget(seconds=60, max_trials=1))
+    hurried = Deadline(100.0, started=time.monotonic() - 70.0)  # 30 % of the budget left
+    with WorkerPool(1) as pool:
+        data = problem()
+        pool.load(data)
+        result = search(data, pool, spec, hurried, ["none"])
+    assert [t.family for t in result.trials] == ["linear"]

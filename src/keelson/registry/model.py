@@ -44,7 +44,7 @@ class LoadedModel:
     The signature's ``classes`` say what ``pipeline`` is (see :attr:`task`):
 
     - binary (two classes, [negative label, positive label]): a fitted classifier whose
-      ``predict`` applies the tuned decision ``threshold`` (a ``FixedThresholdClassifier``);
+      ``predict`` applies the tuned decision ``threshold`` (keelson's ``CalibratedClassifier``);
     - multiclass (three or more, in the order of the pipeline's ``classes_``): a fitted
       classifier with ``predict_proba`` and ``classes_``;
     - regression (no classes): a fitted regressor.

@@ -11,8 +11,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 class Blend(BaseEstimator):
     """Average of ``members``' probabilities (classification) or predictions (regression).
 
-    ``fit`` fits a clone of each member; members wrapped in ``FrozenEstimator`` stay as
-    they are, so already-fitted models can be blended without refitting.
+    ``fit`` fits a clone of each member; :func:`blend_prefit` blends models that are
+    already fitted, without refitting them.
     """
 
     def __init__(self, members: list[Any], weights: list[float], task: str) -> None:
@@ -52,3 +52,13 @@ class BlendRegressor(RegressorMixin, Blend):
 def blend_of(members: list[Any], weights: list[float], task: str) -> Blend:
     kind = BlendRegressor if task == "regression" else BlendClassifier
     return kind(members, weights, task)
+
+
+def blend_prefit(fitted: list[Any], weights: list[float], task: str) -> Blend:
+    """A blend of already fitted models, as if ``fit`` had fitted them: ``members`` are
+    their unfitted templates, so a saved model holds each fitted member once."""
+    model = blend_of([clone(member) for member in fitted], weights, task)
+    model.members_ = list(fitted)
+    if task != "regression":
+        model.classes_ = np.asarray(fitted[0].classes_)
+    return model

@@ -302,14 +302,37 @@ class CalibratedClassifier(ClassifierMixin, BaseEstimator):
     ``estimator`` only. ``method`` and ``params`` are those of a :class:`Calibration`.
     """
 
-    def __init__(self, estimator: Any, method: Method = "none", params: tuple[float, ...] = ()):
+    def __init__(
+        self,
+        estimator: Any,
+        method: Method = "none",
+        params: tuple[float, ...] = (),
+        threshold: float = 0.5,
+    ):
         self.estimator = estimator
         self.method = method
         self.params = params
+        self.threshold = threshold
 
     @classmethod
-    def wrap(cls, estimator: Any, calibration: Calibration) -> CalibratedClassifier:
-        return cls(estimator, calibration.method, calibration.params)
+    def wrap(
+        cls, estimator: Any, calibration: Calibration, threshold: float = 0.5
+    ) -> CalibratedClassifier:
+        return cls(estimator, calibration.method, calibration.params, threshold)
+
+    @classmethod
+    def prefit(
+        cls, fitted: Any, calibration: Calibration, threshold: float = 0.5
+    ) -> CalibratedClassifier:
+        """Around an already fitted classifier, as if ``fit`` had fitted it: ``estimator``
+        is its unfitted template, so a saved model holds the fitted one once."""
+        from sklearn.base import clone
+
+        model = cls.wrap(clone(fitted), calibration, threshold)
+        model._check_calibration()
+        model.estimator_ = fitted
+        model.classes_ = np.asarray(fitted.classes_)
+        return model
 
     @property
     def calibration(self) -> Calibration:
@@ -336,7 +359,9 @@ class CalibratedClassifier(ClassifierMixin, BaseEstimator):
         return np.column_stack([1 - positive, positive])
 
     def predict(self, X: Any) -> np.ndarray:  # noqa: N803
-        return np.asarray(self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)])
+        """The positive class where its calibrated probability reaches ``threshold``."""
+        flagged = self.predict_proba(X)[:, 1] >= self.threshold
+        return np.asarray(self.classes_[flagged.astype(int)])
 
     def _check_calibration(self) -> None:
         expected = {"none": "no", "sigmoid": "2", "isotonic": "an even, positive number of"}

@@ -180,8 +180,8 @@ class DaskPool:
         client, until = self._client, time.monotonic() + _RECOVERY_SECONDS
         while time.monotonic() < until:
             workers = set(client.scheduler_info(n_workers=-1)["workers"])
-            if workers and not workers & self._killed:
-                break
+            if len(workers) >= self.execution.workers and not workers & self._killed:
+                break  # every replacement has registered: scattering can reach them all
             time.sleep(0.05)
         else:
             raise KeelsonError(

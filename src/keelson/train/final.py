@@ -228,29 +228,18 @@ def _assemble(
     calibration: CalibrationChoice | None,
     threshold: float | None,
 ) -> Any:
-    """One estimator to save and serve, built around the already-fitted members."""
-    from sklearn.frozen import FrozenEstimator
+    """One estimator to save and serve, built around the already-fitted members (each
+    held once: wrappers keep unfitted templates as their parameters)."""
+    from keelson.train.blend import blend_prefit
+    from keelson.train.calibration import CalibratedClassifier, Calibration
 
-    from keelson.train.blend import blend_of
-    from keelson.train.calibration import CalibratedClassifier
-
-    features, labels = problem.features, problem.labels
     model = fitted[0]
     if len(fitted) > 1:
-        weights = [m.weight for m in choice.members]
-        model = blend_of([FrozenEstimator(f) for f in fitted], weights, problem.task)
-        model.fit(features, labels)
+        model = blend_prefit(fitted, [m.weight for m in choice.members], problem.task)
     if problem.task != "binary":
         return model
-    if calibration is not None and calibration.method != "none":
-        model = CalibratedClassifier.wrap(FrozenEstimator(model), calibration.calibration)
-        model.fit(features, labels)
-    from sklearn.model_selection import FixedThresholdClassifier
-
-    decided = FixedThresholdClassifier(
-        FrozenEstimator(model), threshold=threshold, response_method="predict_proba"
-    )
-    return decided.fit(features, labels)
+    chosen = calibration.calibration if calibration is not None else Calibration()
+    return CalibratedClassifier.prefit(model, chosen, threshold if threshold is not None else 0.5)
 
 
 def _test(

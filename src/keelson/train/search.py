@@ -35,6 +35,7 @@ from keelson.train.workers import JobFailed, Pool
 if TYPE_CHECKING:
     from keelson.train.shared_study import SharedStudy
 
+HURRY = 0.4  # under this share of the budget left when the search starts: cheapest first
 KEEP_PREDICTIONS = 12  # out-of-fold predictions kept for the ensemble, best trials first
 _MIN_TRIALS_TO_PRUNE = 4
 
@@ -118,7 +119,8 @@ def search(
 ) -> SearchResult:
     """With ``shared``, the study lives in the store and ``keelson worker`` processes run
     trials too: those they finished are merged into the result at the end."""
-    study = _study(problem, spec, imbalance, shared)
+    hurry = deadline.remaining() < HURRY * deadline.budget
+    study = _study(problem, spec, imbalance, shared, hurry)
     loop = _Loop(problem, pool, spec, deadline, study, imbalance, on_trial)
     result = loop.run()
     if shared is not None:
@@ -189,7 +191,16 @@ def tpe_sampler(spec: Train, seed: int | None) -> Any:
     )
 
 
-def _study(problem: Problem, spec: Train, imbalance: list[str], shared: SharedStudy | None) -> Any:
+def _study(
+    problem: Problem,
+    spec: Train,
+    imbalance: list[str],
+    shared: SharedStudy | None,
+    hurry: bool = False,
+) -> Any:
+    """The study, with the portfolio enqueued first; in a ``hurry`` (little of the budget
+    left, e.g. on a loaded machine) the cheapest family goes first, so that the one trial
+    that must finish is quick."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -201,7 +212,10 @@ def _study(problem: Problem, spec: Train, imbalance: list[str], shared: SharedSt
         study = shared.create(direction, sampler, imbalance)
     else:
         study = optuna.create_study(direction=direction, sampler=sampler)
-    for config in portfolio(list(spec.candidates)):
+    configs = portfolio(list(spec.candidates))
+    if hurry:
+        configs.sort(key=lambda config: config.family != "linear")
+    for config in configs:
         prefix = FAMILIES[config.family].prefix
         study.enqueue_trial(
             {
