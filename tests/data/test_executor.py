@@ -18,7 +18,7 @@ from polars.testing import assert_frame_equal
 
 from keelson.data.contracts import Validation, validate
 from keelson.data.executor import (
-    _connect,
+    connect_scheduler,
     dask_client,
     is_partitioned,
     partitioned_sources,
@@ -135,7 +135,7 @@ def _clients(client: Client) -> int:
 
 def test_an_unreachable_scheduler_is_a_keelson_error() -> None:
     with pytest.raises(KeelsonError, match="cannot reach the Dask scheduler") as raised:
-        _connect("tcp://127.0.0.1:9", timeout="1s")
+        connect_scheduler("tcp://127.0.0.1:9", timeout="1s")
     assert raised.value.where == "execution.address"
 
 

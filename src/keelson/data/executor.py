@@ -365,7 +365,7 @@ def dask_client(execution: Execution) -> Iterator[Client]:
     from distributed import Client, LocalCluster
 
     if execution.address is not None:
-        with _connect(execution.address) as client:
+        with connect_scheduler(execution.address) as client:
             yield client
         return
     cluster = LocalCluster(
@@ -379,7 +379,8 @@ def dask_client(execution: Execution) -> Iterator[Client]:
         yield client
 
 
-def _connect(address: str, timeout: str = "10s") -> Client:
+def connect_scheduler(address: str, timeout: str = "10s") -> Client:
+    """A client of the Dask scheduler at ``address``; a clear error when it cannot be reached."""
     from distributed import Client
 
     try:

@@ -156,18 +156,9 @@ class DaskPool:
         return client
 
     def _join(self) -> Client:
-        from distributed import Client
+        from keelson.data.executor import connect_scheduler
 
-        address = str(self.execution.address)
-        try:
-            client = Client(address, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            raise KeelsonError(
-                f"cannot reach the Dask scheduler at {address}: {exc}",
-                where="execution.address",
-                hint="Start the scheduler and its workers, or remove `execution.address` to run "
-                "trials on a local cluster.",
-            ) from None
+        client = connect_scheduler(str(self.execution.address))
         self._stack.callback(client.close)
         self._size = max(sum(client.nthreads().values()), 1)
         return client
