@@ -7,7 +7,6 @@ data stage (read, reconcile, validate, quarantine, integrate, profile, version; 
 from __future__ import annotations
 
 import importlib
-import os
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from keelson.report import run_report
 from keelson.run_context import RunContext
 from keelson.spec import ProjectSpec
 from keelson.store.tables import DatasetVersion
-from keelson.train.budget import Deadline
+from keelson.train.budget import Deadline, workers_and_threads
 from keelson.train.candidates import require_installed
 from keelson.train.crossval import Problem
 from keelson.train.final import FinalModel, LabelledRows, finish
@@ -110,7 +109,6 @@ def training_problem(
     dropped = [c for c in (spec.split.group_column,) if c]  # an identity, not a feature
     train_features, labels = task.split_frame(splits.train.drop(dropped))
     test_features, test_labels = task.split_frame(splits.test.drop(dropped))
-    workers = spec.train.workers or os.cpu_count() or 1
     problem = Problem(
         features=train_features,
         labels=labels,
@@ -119,7 +117,7 @@ def training_problem(
         n_classes=len(task.classes),
         metric=task.metric,
         seed=spec.train.seed,
-        threads=max(1, (os.cpu_count() or 1) // workers),
+        threads=workers_and_threads(spec.train)[1],
     )
     return splits, problem, LabelledRows(test_features, test_labels)
 
@@ -163,8 +161,7 @@ def _warm_up() -> None:
 
 def _run(ctx: RunContext) -> RunResult:
     deadline = Deadline(ctx.spec.train.budget.seconds, started=ctx.started)
-    workers = ctx.spec.train.workers or os.cpu_count() or 1
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    workers, threads = workers_and_threads(ctx.spec.train)
     with _pool(ctx.spec, workers, threads) as pool:  # its start overlaps the data stage
         data = prepare_data(ctx)
         training = _prepare_training(ctx, data.table)

@@ -8,12 +8,14 @@ scoring the test set and writing the report (a fixed reserve).
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from keelson.spec import Train
 from keelson.train.candidates import Config
 
 
@@ -61,6 +63,26 @@ class Deadline:
         extra = checks * (best[0].seconds + 0.5) if best else 0.0
         saving = sum(save_seconds(t.config) for t in best)
         return self.at - self.reserve() - refit - extra - saving
+
+
+def checks_after(spec: Train, selection_done: bool = False) -> int:
+    """Trial-sized jobs that follow the search: feature selection (importance, then CV
+    without the weak columns) and the learning curve."""
+    selection = 2 * spec.feature_selection if not selection_done else 0
+    return selection + int(spec.learning_curve)
+
+
+def fits_in_time(durations: Sequence[float], until: float) -> bool:
+    """Whether a trial as long as the median of ``durations`` (none: unknown, so yes)
+    ends before ``until``."""
+    return not durations or time.monotonic() + statistics.median(durations) <= until
+
+
+def workers_and_threads(spec: Train) -> tuple[int, int]:
+    """Trials at once (default: one per core) and the threads each learner may use."""
+    cores = os.cpu_count() or 1
+    workers = spec.workers or cores
+    return workers, max(1, cores // workers)
 
 
 def _refit_seconds(best: Sequence[_Timed], workers: int) -> float:

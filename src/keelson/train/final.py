@@ -18,7 +18,7 @@ import polars as pl
 
 from keelson.spec import Costs, Train
 from keelson.train import crossval
-from keelson.train.budget import Deadline
+from keelson.train.budget import Deadline, checks_after
 from keelson.train.calibration import CalibrationChoice, apply, choose_calibration
 from keelson.train.crossval import Problem, predict_scores
 from keelson.train.ensemble import blend, select_ensemble
@@ -86,7 +86,8 @@ def finish(
 ) -> FinalModel:
     selection = None
     if spec.feature_selection:
-        until = deadline.search_until([result.best], pool.size, int(spec.learning_curve))
+        checks = checks_after(spec, selection_done=True)
+        until = deadline.search_until([result.best], pool.size, checks)
         selection = select_features(problem, pool, result.best, until)
     if selection is not None and selection.applied and selection.trial is not None:
         choice = _single(problem, selection.trial)  # the smaller model, alone

@@ -15,7 +15,6 @@ trials; with a time budget alone it keeps every worker busy.
 
 from __future__ import annotations
 
-import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -26,7 +25,7 @@ import numpy as np
 
 from keelson.errors import SpecError
 from keelson.spec import Train
-from keelson.train.budget import Deadline
+from keelson.train.budget import Deadline, checks_after, fits_in_time
 from keelson.train.candidates import FAMILIES, Config, portfolio
 from keelson.train.crossval import Outcome, Problem, cross_validate
 from keelson.train.metrics import metric
@@ -258,8 +257,7 @@ class _Loop:
         return self.result
 
     def _until(self) -> float:
-        # still to come: importance and CV without the weak columns; the learning curve
-        checks = 2 * self.spec.feature_selection + self.spec.learning_curve
+        checks = checks_after(self.spec)
         return self.deadline.search_until(self.result.complete()[:3], self.pool.size, checks)
 
     def _may_start(self) -> bool:
@@ -286,7 +284,7 @@ class _Loop:
 
     def _fits_in_time(self, family: str) -> bool:
         seconds = [t.seconds for t in self.result.complete() if t.family == family]
-        return not seconds or time.monotonic() + statistics.median(seconds) <= self._until()
+        return fits_in_time(seconds, self._until())
 
     def _prune_bars(self) -> list[float] | None:
         return prune_bars(self.result.complete(), len(self.problem.folds))

@@ -41,7 +41,7 @@ from keelson.errors import NotFoundError, SpecError, StoreError
 from keelson.spec import ProjectSpec, Train
 from keelson.store.store import Store
 from keelson.store.tables import Param, Run
-from keelson.train.budget import Deadline
+from keelson.train.budget import Deadline, checks_after, fits_in_time
 from keelson.train.candidates import Config
 from keelson.train.crossval import Outcome, Problem, cross_validate
 from keelson.train.search import TrialRecord, config_of, prune_bars, record_outcome, tpe_sampler
@@ -403,13 +403,13 @@ def _running(store: Store, run_id: str) -> bool:
 
 def _until(worker: Worker, best: list[TrialRecord]) -> float:
     """When the run's search must be over, as far as the trials of workers tell."""
-    checks = 2 if worker.spec.feature_selection else 0
+    checks = checks_after(worker.spec)
     return worker.facts.deadline().search_until(best[:3], 1, checks)
 
 
 def _fits_in_time(worker: Worker, best: list[TrialRecord], family: str) -> bool:
     seconds = [r.seconds for r in best if r.family == family]
-    return not seconds or time.monotonic() + float(np.median(seconds)) <= _until(worker, best)
+    return fits_in_time(seconds, _until(worker, best))
 
 
 def _run_trial(worker: Worker, best: list[TrialRecord]) -> TrialRecord | None:
