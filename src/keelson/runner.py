@@ -34,7 +34,7 @@ from keelson.train.generalisation import LearningPoint, assess_gap, more_data_ve
 from keelson.train.leakage import Finding, check_leakage
 from keelson.train.metrics import metric
 from keelson.train.search import SearchResult, imbalance_choices, search
-from keelson.train.split import Splits, folds, split
+from keelson.train.split import Splits, not_features, split, validation_folds
 from keelson.train.task import Task
 from keelson.train.workers import Pool, WorkerPool
 
@@ -106,13 +106,13 @@ def training_problem(
     """The split and the cross-validation problem of its training part; `keelson worker`
     rebuilds the same one from the same dataset version and spec."""
     splits = split(table, task, spec.split)
-    dropped = [c for c in (spec.split.group_column,) if c]  # an identity, not a feature
+    dropped = not_features(spec.split, splits.method)
     train_features, labels = task.split_frame(splits.train.drop(dropped))
     test_features, test_labels = task.split_frame(splits.test.drop(dropped))
     problem = Problem(
         features=train_features,
         labels=labels,
-        folds=folds(splits.train, labels, spec.split, splits.method, spec.train.cv_folds),
+        folds=validation_folds(splits.train, labels, spec.split, splits.method, spec.train),
         task=task.kind,
         n_classes=len(task.classes),
         metric=task.metric,

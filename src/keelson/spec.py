@@ -371,6 +371,11 @@ class Split(_Section):
     gap: int = Field(
         0, ge=0, description="method time: rows left out between training and scoring."
     )
+    time_feature: bool = Field(
+        False,
+        description="method time: also learn from the time column itself. Off by default: "
+        "every future row lies past the training range, where a model extrapolates flat.",
+    )
     seed: int = 42
 
     @model_validator(mode="after")
@@ -439,7 +444,13 @@ class Train(_Section):
     )
     costs: Costs = Field(default_factory=Costs)
     budget: Budget = Field(default_factory=Budget)
+    validation: Literal["cv", "holdout"] = Field(
+        "cv",
+        description="How trials are scored: cv (K folds; forward-chaining for a time split) or "
+        "holdout (one share, the latest rows for a time split: faster on large tables).",
+    )
     cv_folds: int = Field(5, ge=2, le=10)
+    holdout: float = Field(0.2, gt=0.0, lt=0.5, description="validation holdout: the share scored.")
     imbalance: Literal["auto", "none"] | list[Imbalance] = Field(
         "auto",
         description="Classification: resampling/weighting the search may choose by CV. auto: all "
@@ -475,6 +486,81 @@ class Store(_Section):
     artifacts: str | None = Field(None, description="fsspec URL; default: .keelson/artifacts")
 
 
+# --- serving -----------------------------------------------------------------
+
+
+class Batching(_Section):
+    max_wait_ms: float = Field(
+        2.0,
+        ge=0.0,
+        le=1000.0,
+        description="Under concurrent traffic, wait up to this long to batch more requests; a "
+        "lone request never waits.",
+    )
+    max_rows: int = Field(2000, ge=1, description="Rows scored in one model call at most.")
+
+
+class Traffic(_Section):
+    policy: Literal["none", "canary", "ab", "shadow"] = Field(
+        "none",
+        description="canary: a random percent to the challenger; ab: the same share, sticky by "
+        "the key header; shadow: the challenger scores a copy, only logged.",
+    )
+    challenger: str | None = Field(None, description="NAME@ALIAS or NAME@VERSION under trial.")
+    percent: float = Field(10.0, ge=0.0, le=100.0, description="canary/ab: the challenger's share.")
+    key_header: str = Field(
+        "x-request-key", description="ab: the header that keeps a caller on one variant."
+    )
+
+    @model_validator(mode="after")
+    def _challenger_named(self) -> Traffic:
+        if self.policy != "none" and not self.challenger:
+            raise ValueError(f"traffic policy '{self.policy}' needs 'challenger'")
+        return self
+
+
+class RateLimit(_Section):
+    per_second: float = Field(50.0, gt=0.0, description="Sustained requests per second per key.")
+    burst: int = Field(100, ge=1, description="Requests a key may send at once.")
+
+
+class PredictionLogSpec(_Section):
+    enabled: bool = True
+    path: str | None = Field(None, description="Folder or fsspec URL; default .keelson/predictions")
+    flush_rows: int = Field(1000, ge=1)
+    flush_seconds: float = Field(1.0, gt=0.0)
+
+
+class Serve(_Section):
+    model: str | None = Field(None, description="NAME@ALIAS to serve; default registry name@alias.")
+    host: str = Field("127.0.0.1", description="Loopback by default.")
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="Server processes (one intra-op thread each).")
+    auth: Literal["auto", "keys", "none"] = Field(
+        "auto", description="auto: API keys unless bound to loopback only."
+    )
+    allow_public_without_auth: bool = Field(
+        False, description="Let auth 'none' bind beyond loopback (behind your own gateway)."
+    )
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    max_rows: int = Field(10_000, ge=1, description="Rows per request at most (413 beyond).")
+    timeout_seconds: float = Field(10.0, gt=0.0, description="A request waits this long at most.")
+    max_queue: int = Field(512, ge=1, description="Requests waiting at most; 503 beyond.")
+    batching: Batching = Field(default_factory=Batching)
+    follow_seconds: float = Field(2.0, gt=0.0, description="How often the alias is checked.")
+    traffic: Traffic = Field(default_factory=Traffic)
+    prediction_log: PredictionLogSpec = Field(default_factory=PredictionLogSpec)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Serve:
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ValueError("TLS needs both 'tls_certfile' and 'tls_keyfile'")
+        return self
+
+
 class ProjectSpec(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     store: Store = Field(default_factory=Store)
@@ -487,6 +573,7 @@ class ProjectSpec(_Section):
     split: Split = Field(default_factory=Split)
     train: Train = Field(default_factory=Train)
     registry: Registry
+    serve: Serve = Field(default_factory=Serve)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> ProjectSpec:
@@ -512,8 +599,10 @@ class ProjectSpec(_Section):
         return self.integrate.base if self.integrate else next(iter(self.sources))
 
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON of the spec: part of every lineage record."""
-        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        """SHA-256 of the canonical JSON of the spec but its serving part: part of every
+        lineage record."""
+        trained = self.model_dump(mode="json", by_alias=True, exclude={"serve"})
+        canonical = json.dumps(trained, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from keelson.spec import Split, Target, Train
-from keelson.train.split import folds, split
+from keelson.train.split import folds, not_features, split, validation_folds
 from keelson.train.task import Task
 
 
@@ -66,3 +66,39 @@ def test_no_test_set_keeps_every_row_for_training() -> None:
 def test_time_split_needs_its_column() -> None:
     with pytest.raises(ValueError, match="time_column"):
         Split(method="time")
+
+
+def test_time_holdout_scores_the_latest_rows_after_the_gap() -> None:
+    table = frame()
+    spec = Split(method="time", time_column="when", test=0, gap=7)
+    parts = split(table, task_of(table), spec)
+    labels = parts.train["y"].to_numpy()
+    (fit_rows, score_rows), *more = validation_folds(
+        parts.train, labels, spec, "time", Train(validation="holdout", holdout=0.25)
+    )
+    assert not more
+    assert list(score_rows) == list(range(750, 1000))
+    assert list(fit_rows) == list(range(743))
+
+
+def test_stratified_holdout_keeps_the_class_share() -> None:
+    table = frame()
+    labels = table["y"].to_numpy()
+    [(fit_rows, score_rows)] = validation_folds(
+        table, labels, Split(), "stratified", Train(validation="holdout", holdout=0.2)
+    )
+    assert len(score_rows) == 200 and labels[score_rows].mean() == 0.1
+    assert set(fit_rows).isdisjoint(score_rows) and len(fit_rows) + len(score_rows) == 1000
+
+
+def test_cv_validation_gives_k_folds() -> None:
+    table = frame()
+    labels = table["y"].to_numpy()
+    assert len(validation_folds(table, labels, Split(), "stratified", Train(cv_folds=4))) == 4
+
+
+def test_time_column_is_not_a_feature_unless_asked() -> None:
+    spec = Split(method="time", time_column="when", group_column="group")
+    assert not_features(spec, "time") == ["group", "when"]
+    assert not_features(spec.model_copy(update={"time_feature": True}), "time") == ["group"]
+    assert not_features(Split(), "stratified") == []

@@ -97,8 +97,8 @@ def _forest(kind: str) -> Builder:
 
 def _hgb_space(trial: Any) -> Params:
     return {
-        "learning_rate": trial.suggest_float("hgb.learning_rate", 0.01, 0.3, log=True),
-        "max_leaf_nodes": trial.suggest_int("hgb.max_leaf_nodes", 7, 127, log=True),
+        "learning_rate": trial.suggest_float("hgb.learning_rate", 0.01, 0.5, log=True),
+        "max_leaf_nodes": trial.suggest_int("hgb.max_leaf_nodes", 4, 127, log=True),
         "min_samples_leaf": trial.suggest_int("hgb.min_samples_leaf", 5, 200, log=True),
         "l2_regularization": trial.suggest_float("hgb.l2_regularization", 1e-6, 10.0, log=True),
         "max_features": trial.suggest_float("hgb.max_features", 0.3, 1.0),
@@ -126,9 +126,9 @@ def _hgb(
 
 def _lgbm_space(trial: Any) -> Params:
     return {
-        "learning_rate": trial.suggest_float("lgbm.learning_rate", 0.01, 0.2, log=True),
-        "n_estimators": trial.suggest_int("lgbm.n_estimators", 50, 1000, log=True),
-        "num_leaves": trial.suggest_int("lgbm.num_leaves", 7, 255, log=True),
+        "learning_rate": trial.suggest_float("lgbm.learning_rate", 0.01, 0.5, log=True),
+        "n_estimators": trial.suggest_int("lgbm.n_estimators", 20, 1000, log=True),
+        "num_leaves": trial.suggest_int("lgbm.num_leaves", 4, 255, log=True),
         "min_child_samples": trial.suggest_int("lgbm.min_child_samples", 3, 200, log=True),
         "subsample": trial.suggest_float("lgbm.subsample", 0.5, 1.0),
         "colsample_bytree": trial.suggest_float("lgbm.colsample_bytree", 0.3, 1.0),
@@ -155,9 +155,9 @@ def _lgbm(
 
 def _xgb_space(trial: Any) -> Params:
     return {
-        "learning_rate": trial.suggest_float("xgb.learning_rate", 0.01, 0.2, log=True),
-        "n_estimators": trial.suggest_int("xgb.n_estimators", 50, 1000, log=True),
-        "max_depth": trial.suggest_int("xgb.max_depth", 3, 10),
+        "learning_rate": trial.suggest_float("xgb.learning_rate", 0.01, 0.5, log=True),
+        "n_estimators": trial.suggest_int("xgb.n_estimators", 20, 1000, log=True),
+        "max_depth": trial.suggest_int("xgb.max_depth", 2, 10),
         "min_child_weight": trial.suggest_float("xgb.min_child_weight", 0.5, 20.0, log=True),
         "subsample": trial.suggest_float("xgb.subsample", 0.5, 1.0),
         "colsample_bytree": trial.suggest_float("xgb.colsample_bytree", 0.3, 1.0),
@@ -267,6 +267,15 @@ FAMILIES: dict[str, Family] = {
                     "subsample": 0.7,
                     "colsample_bytree": 0.7,
                     "reg_lambda": 5.0,
+                },
+                {  # few, tiny trees: what still holds when the rows drift over time
+                    "learning_rate": 0.3,
+                    "n_estimators": 100,
+                    "num_leaves": 4,
+                    "min_child_samples": 20,
+                    "subsample": 1.0,
+                    "colsample_bytree": 0.7,
+                    "reg_lambda": 1.0,
                 },
             ],
             _lgbm_space,

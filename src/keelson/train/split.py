@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from keelson.errors import ContractError
-from keelson.spec import Split
+from keelson.spec import Split, Train
 from keelson.train.task import Task
 
 Fold = tuple[np.ndarray, np.ndarray]  # (rows to fit on, rows to score)
@@ -38,6 +38,13 @@ def method_of(spec: Split, task: Task) -> str:
     return "stratified" if task.is_classification else "random"
 
 
+def not_features(spec: Split, method: str) -> list[str]:
+    """Split columns the model must not learn from: the group (an identity) and, unless
+    asked, the time column of a time split."""
+    time = method == "time" and not spec.time_feature
+    return [c for c in (spec.group_column, spec.time_column if time else None) if c]
+
+
 def split(frame: pl.DataFrame, task: Task, spec: Split) -> Splits:
     """Hold out ``spec.test`` of the rows (none when 0) for the one final test."""
     method = method_of(spec, task)
@@ -51,7 +58,7 @@ def split(frame: pl.DataFrame, task: Task, spec: Split) -> Splits:
         first_test = frame.height - math.ceil(spec.test * frame.height)
         train, test = rows[: max(first_test - spec.gap, 0)], rows[first_test:]
     elif method == "group":
-        train, test = _group_holdout(frame[str(spec.group_column)], spec)
+        train, test = _group_holdout(frame[str(spec.group_column)], spec.test, spec.seed)
     else:
         from sklearn.model_selection import train_test_split
 
@@ -66,6 +73,37 @@ def split(frame: pl.DataFrame, task: Task, spec: Split) -> Splits:
             hint="Lower split.test or split.gap.",
         )
     return Splits(frame[np.sort(train)], frame[np.sort(test)], method)
+
+
+def validation_folds(
+    frame: pl.DataFrame, labels: np.ndarray, spec: Split, method: str, train: Train
+) -> list[Fold]:
+    """The folds the search scores on: K-fold CV, or one hold-out fold."""
+    if train.validation == "holdout":
+        return [holdout(frame, labels, spec, method, train.holdout)]
+    return folds(frame, labels, spec, method, train.cv_folds)
+
+
+def holdout(
+    frame: pl.DataFrame, labels: np.ndarray, spec: Split, method: str, share: float
+) -> Fold:
+    """One fold scoring ``share`` of the rows: the latest ones (after the gap) for ``time``,
+    whole groups for ``group``, a (stratified) random share otherwise."""
+    rows = np.arange(frame.height)
+    scored = math.ceil(share * frame.height)
+    if method == "time":
+        first = frame.height - scored
+        return rows[: max(first - spec.gap, 1)], rows[first:]
+    if method == "group":
+        fit_rows, score_rows = _group_holdout(frame[str(spec.group_column)], share, spec.seed)
+        return np.sort(fit_rows), np.sort(score_rows)
+    from sklearn.model_selection import train_test_split
+
+    stratify = labels if method == "stratified" else None
+    fit_rows, score_rows = train_test_split(
+        rows, test_size=scored, random_state=spec.seed, stratify=stratify
+    )
+    return np.sort(fit_rows), np.sort(score_rows)
 
 
 def folds(frame: pl.DataFrame, labels: np.ndarray, spec: Split, method: str, k: int) -> list[Fold]:
@@ -93,10 +131,10 @@ def _is_class(labels: np.ndarray) -> bool:
     return labels.dtype.kind in "iub"
 
 
-def _group_holdout(groups: pl.Series, spec: Split) -> tuple[np.ndarray, np.ndarray]:
+def _group_holdout(groups: pl.Series, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import GroupShuffleSplit
 
-    splitter = GroupShuffleSplit(n_splits=1, test_size=spec.test, random_state=spec.seed)
+    splitter = GroupShuffleSplit(n_splits=1, test_size=share, random_state=seed)
     train, test = next(splitter.split(np.zeros(groups.len()), groups=groups.to_numpy()))
     return train, test
 
