@@ -544,7 +544,11 @@ class Serve(_Section):
     )
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
-    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    rate_limit: RateLimit | None = Field(
+        None,
+        description="Every caller's limit, per API key (or client address without auth); "
+        "null: only keys created with their own --rate are limited.",
+    )
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     max_rows: int = Field(10_000, ge=1, description="Rows per request at most (413 beyond).")
     timeout_seconds: float = Field(10.0, gt=0.0, description="A request waits this long at most.")

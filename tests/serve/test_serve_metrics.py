@@ -50,11 +50,17 @@ def test_metrics_count_requests_rows_errors_and_name_the_model(
     assert delta("keelson_requests_total", endpoint="/invocations", status="200") == 1
     assert delta("keelson_requests_total", endpoint=infer, status="400") == 1
     assert delta("keelson_request_duration_seconds_count", endpoint=infer) >= 2
-    assert delta("keelson_rows_predicted_total") == 2 * len(ROWS)
+    assert delta("keelson_rows_predicted_total", variant="primary") == 2 * len(ROWS)
+    assert delta("keelson_variant_requests_total", variant="primary", outcome="ok") == 2
     assert delta("keelson_errors_total", reason="invalid_json") == 1
     assert delta("keelson_errors_total", reason="body_too_large") == 1
     assert delta("keelson_errors_total", reason="model_not_found") == 1
-    assert value(after, "keelson_model_info", name="toy", version="1") == 1
+    assert value(after, "keelson_model_version", variant="primary", name="toy") == 1
+    labels = sum(
+        delta("keelson_predicted_labels_total", variant="primary", label=label)
+        for label in ("yes", "no")
+    )
+    assert labels == 2 * len(ROWS)
 
 
 def test_unmatched_paths_share_one_label(client: httpx.Client) -> None:

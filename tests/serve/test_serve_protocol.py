@@ -8,10 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from keelson import __version__
 from keelson.registry.model import LoadedModel
-from keelson.serve import create_app
+from keelson.spec import Serve
 
 from .helpers import INFER, ROWS, v2_body
 
@@ -284,13 +285,11 @@ def test_wrong_method_is_405_with_allow_header(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("max_rows", 0), ("max_body_bytes", -1), ("max_rows", True)]
+    ("name", "value"), [("max_rows", 0), ("max_body_bytes", -1), ("timeout_seconds", 0)]
 )
-def test_create_app_refuses_bad_limits(model: LoadedModel, name: str, value: Any) -> None:
-    with pytest.raises(
-        ValueError, match=f"'{name}' parameter of create_app must be a positive int"
-    ):
-        create_app(model, **{name: value})
+def test_serve_settings_refuse_bad_limits(name: str, value: Any) -> None:
+    with pytest.raises(ValidationError, match=name):
+        Serve(**{name: value})
 
 
 def test_openapi_documents_the_error_body(client: httpx.Client) -> None:

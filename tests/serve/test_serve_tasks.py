@@ -170,7 +170,7 @@ def test_asking_for_an_output_the_model_lacks_is_422_naming_it(
 def test_regression_rows_are_counted(regression_client: httpx.Client) -> None:
     def rows_predicted() -> float:
         for line in regression_client.get("/metrics").text.splitlines():
-            if line.startswith("keelson_rows_predicted_total "):
+            if line.startswith('keelson_rows_predicted_total{variant="primary"} '):
                 return float(line.split()[1])
         raise AssertionError("keelson_rows_predicted_total is not exposed")
 

@@ -30,6 +30,8 @@ def friendly(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except typer.Exit:  # the command's own exit (``raise fail(...)``)
+            raise
         except KeelsonError as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:

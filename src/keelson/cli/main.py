@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from keelson import __version__
-from keelson.cli import admin, data, models, serve, train, worker
+from keelson.cli import admin, data, keys, models, package, serve, train, worker
 
 app = typer.Typer(
     name="keelson",
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.command()(train.run)
 app.command()(serve.serve)
+app.command()(package.package)
 app.command()(worker.worker)
 app.command()(admin.init)
 app.command()(data.explain)
@@ -23,6 +24,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(admin.db, name="db")
 app.add_typer(admin.spec, name="spec")
+app.add_typer(keys.app, name="keys")
 
 
 def _version(value: bool) -> None:

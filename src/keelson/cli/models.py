@@ -67,6 +67,37 @@ def show(
     console.print_json(json.dumps(document, default=str))
 
 
+@app.command("alias")
+@friendly
+def alias_(
+    ref: str = typer.Argument(..., help="NAME@VERSION to point the alias at."),
+    alias: str = typer.Argument(..., help="The alias, e.g. production."),
+    project: Path = PROJECT,
+) -> None:
+    """Point an alias at a version; servers following it swap to it without downtime."""
+    from keelson.registry import versions as registry
+
+    store = open_project_store(find_project(project))
+    version = registry.resolve(store, registry.ModelRef.parse(ref))
+    registry.set_alias(store, version.name, alias, version.version)
+    console.print(f"{version.name}@{alias} -> version {version.version}")
+
+
+@app.command()
+@friendly
+def rollback(
+    name: str = typer.Argument(..., help="The model name."),
+    alias: str = typer.Option("production", help="The alias to move back."),
+    project: Path = PROJECT,
+) -> None:
+    """Move an alias back to the version it pointed to before its last move."""
+    from keelson.registry import versions as registry
+
+    store = open_project_store(find_project(project))
+    left, restored = registry.rollback(store, name, alias)
+    console.print(f"{name}@{alias}: version {left} -> version {restored}")
+
+
 @app.command()
 @friendly
 def compare(

@@ -36,6 +36,13 @@ class Prediction:
     def rows(self) -> int:
         return int(self.probabilities.shape[0])
 
+    def part(self, start: int, stop: int) -> Prediction:
+        """Rows ``start:stop`` (a request's share of a batched prediction)."""
+        values = None if self.values is None else self.values[start:stop]
+        return Prediction(
+            self.labels[start:stop], self.probabilities[start:stop], self.classes, values
+        )
+
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -88,6 +95,44 @@ class LoadedModel:
                 f"model '{self.name}' version {self.version} returned probabilities of shape "
                 f"{probabilities.shape}; its signature has {len(classes)} classes {classes}."
             )
-        positions = np.searchsorted(self.pipeline.classes_, self.pipeline.predict(frame))
+        positions = self._positions(frame, probabilities)
         labels = np.asarray(classes, dtype=object)[positions].tolist()
         return Prediction(labels, probabilities, classes)
+
+    def _positions(self, frame: pl.DataFrame, probabilities: np.ndarray) -> np.ndarray:
+        """Each row's class position: from the probabilities when the pipeline's own rule
+        is known (one model call instead of two), else from ``predict``."""
+        threshold = decision_threshold(self.pipeline)
+        if threshold is not None:
+            return (probabilities[:, 1] >= threshold).astype(np.intp)
+        if self.task == "multiclass" and _argmax_rule(self.pipeline):
+            return np.argmax(probabilities, axis=1)
+        return np.searchsorted(self.pipeline.classes_, self.pipeline.predict(frame))
+
+
+def decision_threshold(pipeline: Any) -> float | None:
+    """The threshold of a binary classifier whose ``predict`` is ``P(positive) >= t``:
+    keelson's calibrated classifier and scikit-learn's fixed-threshold wrapper."""
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    from keelson.train.calibration import CalibratedClassifier
+
+    if isinstance(pipeline, CalibratedClassifier):
+        return float(pipeline.threshold)
+    if (
+        isinstance(pipeline, FixedThresholdClassifier)
+        and pipeline.response_method == "predict_proba"
+        and pipeline.pos_label in (None, pipeline.classes_[1])
+        and isinstance(pipeline.threshold, int | float)
+    ):
+        return float(pipeline.threshold)
+    return None
+
+
+def _argmax_rule(pipeline: Any) -> bool:
+    """Multiclass models keelson trains predict the most probable class."""
+    from sklearn.pipeline import Pipeline
+
+    from keelson.train.blend import BlendClassifier
+
+    return isinstance(pipeline, BlendClassifier | Pipeline)

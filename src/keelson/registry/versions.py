@@ -17,7 +17,7 @@ from keelson.errors import IntegrityError, KeelsonError, NotFoundError
 from keelson.registry.model import LoadedModel
 from keelson.registry.signature import Signature
 from keelson.store.store import Store
-from keelson.store.tables import Alias, Artifact, ModelVersion, utcnow
+from keelson.store.tables import Alias, AliasChange, Artifact, ModelVersion, utcnow
 
 MODEL_FORMAT = "skops"
 TRUSTED_MODULES = (
@@ -102,7 +102,8 @@ def register(store: Store, new: NewVersion) -> ModelVersion:
     return version
 
 
-def set_alias(store: Store, name: str, alias: str, version: int) -> None:
+def set_alias(store: Store, name: str, alias: str, version: int, rollback: bool = False) -> None:
+    """Point ``NAME@alias`` at ``version``, and record the move."""
     with store.session() as session:
         exists = session.scalar(
             select(ModelVersion.id).where(
@@ -112,10 +113,48 @@ def set_alias(store: Store, name: str, alias: str, version: int) -> None:
         if exists is None:
             raise NotFoundError(f"model {name} has no version {version}.")
         row = session.get(Alias, (name, alias))
+        previous = None if row is None else row.version
         if row is None:
             session.add(Alias(name=name, alias=alias, version=version))
         else:
             row.version, row.updated_at = version, utcnow()
+        session.add(
+            AliasChange(
+                name=name, alias=alias, version=version, previous=previous, rollback=rollback
+            )
+        )
+
+
+def rollback(store: Store, name: str, alias: str = "production") -> tuple[int, int]:
+    """Undo the last move of ``NAME@alias`` not undone yet; (from, to) versions."""
+    with store.session() as session:
+        changes = session.scalars(
+            select(AliasChange)
+            .where(AliasChange.name == name, AliasChange.alias == alias)
+            .order_by(AliasChange.id.desc())
+        ).all()
+        undone = _last_move(list(changes))
+    if undone is None or undone.previous is None:
+        raise NotFoundError(
+            f"'{name}@{alias}' has no earlier version to go back to.",
+            hint=f"Its aliases: {aliases_of(store, name) or 'none'}; "
+            "`keelson models list` shows the versions.",
+        )
+    set_alias(store, name, alias, undone.previous, rollback=True)
+    return undone.version, undone.previous
+
+
+def _last_move(changes: list[AliasChange]) -> AliasChange | None:
+    """Newest first: each rollback undoes one earlier move; the first move left standing."""
+    pending = 0
+    for change in changes:
+        if change.rollback:
+            pending += 1
+        elif pending:
+            pending -= 1
+        else:
+            return change
+    return None
 
 
 def resolve(store: Store, ref: ModelRef) -> ModelVersion:

@@ -1,72 +1,158 @@
-"""The data-plane REST server for one loaded model: app factory and ``run_server``."""
+"""The data-plane REST server: the app factory and ``run_server``.
+
+One app serves a deployment: the primary model (and, with a traffic policy, a
+challenger), each either given loaded or followed through a registry alias. Requests
+are scored in micro-batches on one predict thread; readiness stays false until every
+variant is loaded and warmed.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 
-import uvicorn
 from fastapi import FastAPI
 
 from keelson import __version__
 from keelson.registry.model import LoadedModel
+from keelson.security.keys import KeyRing, keep_fresh
+from keelson.serve.auth import ApiKeyAuth, route_scope
+from keelson.serve.batching import MicroBatcher
 from keelson.serve.errors import install_error_handlers
+from keelson.serve.holder import ModelHolder, StoreSource
 from keelson.serve.invocations import invocations_router
 from keelson.serve.limits import BodySizeLimit
+from keelson.serve.logs import Logs
 from keelson.serve.metrics import MetricsMiddleware, ServeMetrics, metrics_router
-from keelson.serve.scoring import Scorer
+from keelson.serve.ratelimit import RateLimit
+from keelson.serve.scoring import Limits, Scorer
+from keelson.serve.traffic import CHALLENGER, PRIMARY, TrafficPolicy, Variant
 from keelson.serve.v2 import v2_router
+from keelson.spec import Serve
+from keelson.store.store import Store
 
-DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
-DEFAULT_MAX_ROWS = 10_000
+
+@dataclass(frozen=True)
+class Deployment:
+    """What one server answers with (loaded models, or store aliases to follow), who may
+    call it (a key ring, refreshed from ``key_store``; None: no auth) and where its
+    predictions are logged (None: not logged)."""
+
+    models: dict[Variant, LoadedModel] = field(default_factory=dict)
+    follow: dict[Variant, StoreSource] = field(default_factory=dict)
+    settings: Serve = field(default_factory=Serve)
+    keyring: KeyRing | None = None
+    key_store: Store | None = None
+    log_url: str | None = None
+
+    @property
+    def variants(self) -> list[Variant]:
+        return list(dict.fromkeys([*self.models, *self.follow]))
 
 
-def create_app(
-    model: LoadedModel,
-    *,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    max_rows: int = DEFAULT_MAX_ROWS,
-) -> FastAPI:
-    """An ASGI app serving ``model`` over Open Inference v2 REST and MLflow ``/invocations``.
-
-    Bodies over ``max_body_bytes`` get 413 before they are read; requests with more
-    than ``max_rows`` rows get 413. ``GET /metrics`` is the Prometheus exposition.
-    """
-    _check_positive("max_body_bytes", max_body_bytes)
-    _check_positive("max_rows", max_rows)
-    metrics = ServeMetrics(model)
-    scorer = Scorer(model, max_rows=max_rows, metrics=metrics)
+def create_app(model: LoadedModel | None = None, deployment: Deployment | None = None) -> FastAPI:
+    """An ASGI app serving ``model`` (or a whole ``deployment``) over Open Inference v2
+    REST and MLflow ``/invocations``, with ``GET /metrics`` for Prometheus."""
+    deployment = deployment or Deployment(models={PRIMARY: model} if model else {})
+    if PRIMARY not in deployment.variants:
+        raise ValueError("a deployment needs a primary model, loaded or followed")
+    settings = deployment.settings
+    metrics = ServeMetrics()
+    holders = {variant: _holder(variant, metrics) for variant in deployment.variants}
+    for variant, loaded in deployment.models.items():
+        holders[variant].set(loaded)
+    policy = TrafficPolicy(
+        settings.traffic.policy if CHALLENGER in holders else "none", settings.traffic.percent
+    )
+    batcher = MicroBatcher(
+        settings.batching.max_rows,
+        settings.batching.max_wait_ms / 1000,
+        settings.max_queue,
+        on_batch=metrics.batch.observe,
+    )
+    scorer = Scorer(
+        holders,
+        batcher,
+        metrics,
+        policy,
+        Limits(settings.max_rows, settings.timeout_seconds),
+        settings.traffic.key_header,
+    )
+    logs = Logs.open(deployment.log_url, settings) if deployment.log_url else None
     app = FastAPI(
-        title=f"keelson: {model.name} version {model.version}",
+        title="keelson model server",
         version=__version__,
         description="Open Inference Protocol v2 REST and MLflow-style /invocations.",
+        lifespan=_lifespan(scorer, deployment, logs),
     )
+    app.state.scorer = scorer
     install_error_handlers(app, metrics)
     app.include_router(v2_router(scorer))
     app.include_router(invocations_router(scorer))
     app.include_router(metrics_router(metrics))
-    app.add_middleware(
-        BodySizeLimit,
-        max_bytes=max_body_bytes,
-        on_reject=lambda: metrics.count_error("body_too_large"),
-    )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
+    if logs is not None:
+        logs.attach(app, scorer, metrics)
+    _protect(app, deployment, metrics)
     return app
 
 
-def run_server(
-    model: LoadedModel, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info"
-) -> None:
-    """Serve ``model`` with uvicorn until interrupted."""
-    app = create_app(model)
-    print(f"keelson: serving '{model.name}' version {model.version} at {url_of(host, port)}")
-    if not is_loopback(host):
-        print(
-            f"keelson: warning: {host} is reachable from other machines and this server "
-            "has no authentication; put it behind an authenticating proxy.",
-            file=sys.stderr,
+def _protect(app: FastAPI, deployment: Deployment, metrics: ServeMetrics) -> None:
+    """Middlewares, innermost first: body size, rate limit, API keys, then metrics."""
+    settings = deployment.settings
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        on_reject=lambda: metrics.count_error("body_too_large"),
+    )
+    limit = settings.rate_limit
+    if limit is not None or deployment.keyring is not None:  # keys may carry their own rate
+        app.add_middleware(
+            RateLimit,
+            rate=limit.per_second if limit else None,
+            burst=limit.burst if limit else None,
+            exempt=lambda scope: route_scope(scope) is None,
+            on_reject=metrics.count_error,
         )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    if deployment.keyring is not None:  # outside the limit: buckets are per key
+        app.add_middleware(ApiKeyAuth, keyring=deployment.keyring, on_reject=metrics.count_error)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
+
+
+def _holder(variant: Variant, metrics: ServeMetrics) -> ModelHolder:
+    holder = ModelHolder()
+    holder.on_swap.append(lambda model: metrics.serving(variant, model))
+    return holder
+
+
+def _lifespan(
+    scorer: Scorer, deployment: Deployment, logs: Logs | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        scorer.batcher.start()
+        every = deployment.settings.follow_seconds
+        background = [
+            asyncio.create_task(scorer.holders[variant].follow(source, every))
+            for variant, source in deployment.follow.items()
+        ]
+        if deployment.keyring is not None and deployment.key_store is not None:
+            background.append(
+                asyncio.create_task(keep_fresh(deployment.keyring, deployment.key_store, every))
+            )
+        try:
+            yield
+        finally:  # uvicorn has stopped accepting and drained the requests in flight
+            for task in background:
+                task.cancel()
+            await scorer.stop()
+            await scorer.batcher.stop()
+            if logs is not None:
+                await asyncio.to_thread(logs.close)
+
+    return lifespan
 
 
 def url_of(host: str, port: int) -> str:
@@ -80,10 +166,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"The '{name}' parameter of create_app must be a positive int. Got {value!r} instead."
-        )

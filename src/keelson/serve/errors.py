@@ -34,10 +34,17 @@ class ServeError(KeelsonError):
 
     code = "request_refused"
 
-    def __init__(self, status_code: int, code: str, message: str) -> None:
+    def __init__(
+        self, status_code: int, code: str, message: str, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return None if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 class ErrorBody(BaseModel):
@@ -51,6 +58,7 @@ _DESCRIPTIONS = {
     404: "No such model or version on this server.",
     413: "The body or the number of rows is over the limit.",
     415: "The body is not declared as application/json.",
+    503: "Not ready yet, or too busy: retry after the Retry-After header's seconds.",
     422: "The request does not fit its schema or the model signature.",
     500: "Unexpected server failure (logged).",
 }
@@ -78,7 +86,7 @@ def install_error_handlers(app: FastAPI, metrics: ServeMetrics) -> None:
 
     @app.exception_handler(ServeError)
     async def on_serve_error(request: Request, exc: ServeError) -> JSONResponse:
-        return respond(exc.status_code, exc.code, exc.message)
+        return respond(exc.status_code, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(SignatureError)
     async def on_signature_error(request: Request, exc: SignatureError) -> JSONResponse:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self
 
-from fastapi import APIRouter, Depends
+import polars as pl
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, model_validator
 
-from keelson.registry.model import Prediction
-from keelson.serve.errors import ServeError, error_responses
+from keelson.registry.model import LoadedModel
+from keelson.serve.errors import ErrorBody, ServeError, error_responses
 from keelson.serve.limits import require_json
-from keelson.serve.scoring import Scorer
+from keelson.serve.scoring import FrameOf, Scored, Scorer
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 Records = list[dict[str, Any]]
@@ -58,6 +59,8 @@ class ValuePrediction(BaseModel):
 
 class InvocationsResponse(BaseModel):
     predictions: list[RowPrediction] | list[ValuePrediction]
+    model_name: str
+    model_version: str
 
 
 class Status(BaseModel):
@@ -66,27 +69,46 @@ class Status(BaseModel):
 
 def invocations_router(scorer: Scorer) -> APIRouter:
     router = APIRouter(tags=["mlflow"])
-    names = scorer.model.signature.names
 
     @router.get("/ping", summary="Liveness (MLflow)")
     async def ping() -> Status:
         return Status()
 
-    @router.get("/health", summary="Readiness (MLflow)")
+    @router.get(
+        "/health",
+        summary="Readiness (MLflow)",
+        responses={503: {"model": ErrorBody, "description": "Still loading."}},
+    )
     async def health() -> Status:
+        scorer.primary  # noqa: B018 - 503 until the model is loaded and warmed
         return Status()
 
     @router.post(
         "/invocations",
         summary="Score rows",
         dependencies=[Depends(require_json)],
-        responses=error_responses(400, 413, 415, 422, 500),
+        responses=error_responses(400, 413, 415, 422, 500, 503),
     )
-    async def invocations(request: InvocationsRequest) -> InvocationsResponse:
-        prediction = await scorer.score(columns_of(request, names))
-        return predictions_of(prediction)
+    async def invocations(
+        request: Request, response: Response, body: InvocationsRequest
+    ) -> InvocationsResponse:
+        def frame_of(model: LoadedModel) -> pl.DataFrame:
+            return model.signature.frame(columns_of(body, model.signature.names))
+
+        return await answer(scorer, request, response, frame_of)
 
     return router
+
+
+async def answer(
+    scorer: Scorer, request: Request, response: Response, frame_of: FrameOf
+) -> InvocationsResponse:
+    """Score with the primary's name; the caller may name the request (``X-Request-Id``)."""
+    name = scorer.primary.name
+    request_id = request.headers.get("x-request-id")
+    scored = await scorer.score(frame_of, name, None, request.headers, request_id)
+    response.headers.update(scored.headers())
+    return predictions_of(scored)
 
 
 def columns_of(request: InvocationsRequest, names: list[str]) -> dict[str, list[Any]]:
@@ -136,14 +158,18 @@ def _record_columns(records: Records, field: str, names: list[str]) -> dict[str,
     return columns if records else {name: [] for name in names}
 
 
-def predictions_of(prediction: Prediction) -> InvocationsResponse:
+def predictions_of(scored: Scored) -> InvocationsResponse:
+    """One prediction per row, and the version that made them."""
+    prediction = scored.prediction
+    rows: list[RowPrediction] | list[ValuePrediction]
     if prediction.values is not None:
-        values = prediction.values.tolist()
-        return InvocationsResponse(predictions=[ValuePrediction(value=v) for v in values])
-    classes = prediction.classes
-    return InvocationsResponse(
-        predictions=[
+        rows = [ValuePrediction(value=v) for v in prediction.values.tolist()]
+    else:
+        classes = prediction.classes
+        rows = [
             RowPrediction(label=label, probabilities=dict(zip(classes, row, strict=True)))
             for label, row in zip(prediction.labels, prediction.probabilities.tolist(), strict=True)
         ]
+    return InvocationsResponse(
+        predictions=rows, model_name=scored.model.name, model_version=str(scored.model.version)
     )

@@ -8,26 +8,28 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from fastapi import APIRouter, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
-    Info,
     generate_latest,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keelson.registry.model import LoadedModel
+from keelson.registry.model import LoadedModel, Prediction
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class ServeMetrics:
-    """Requests by endpoint and status, latency, rows predicted, errors by reason, model info."""
+    """Requests by endpoint and status, latency, errors by reason; per variant: the version
+    served, answers, failures, scoring latency and what was predicted; batching."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "keelson_requests",
@@ -43,22 +45,72 @@ class ServeMetrics:
             registry=self.registry,
         )
         self.rows = Counter(
-            "keelson_rows_predicted", "Rows scored by the model.", registry=self.registry
+            "keelson_rows_predicted",
+            "Rows scored, by variant.",
+            ["variant"],
+            registry=self.registry,
         )
         self.errors = Counter(
             "keelson_errors", "Error responses, by reason code.", ["reason"], registry=self.registry
         )
-        info = Info(
-            "keelson_model", "The model version this server serves.", registry=self.registry
+        self.version = Gauge(
+            "keelson_model_version",
+            "The model version each variant serves.",
+            ["variant", "name"],
+            registry=self.registry,
         )
-        info.info({"name": model.name, "version": str(model.version)})
+        self.scored = Counter(
+            "keelson_variant_requests",
+            "Requests scored by each variant (primary, challenger, shadow), by outcome.",
+            ["variant", "outcome"],
+            registry=self.registry,
+        )
+        self.scoring = Histogram(
+            "keelson_variant_scoring_seconds",
+            "Time to score a request (queue and model), by variant.",
+            ["variant"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.labels = Counter(
+            "keelson_predicted_labels",
+            "Rows predicted per label, by variant (classifiers).",
+            ["variant", "label"],
+            registry=self.registry,
+        )
+        self.value_sum = Gauge(
+            "keelson_predicted_value_sum",
+            "Sum of predicted values, by variant (regressors); over rows predicted: the mean.",
+            ["variant"],
+            registry=self.registry,
+        )
+        self.batch = Histogram(
+            "keelson_batch_requests",
+            "Requests scored together in one model call.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint=endpoint, status=str(status)).inc()
         self.latency.labels(endpoint=endpoint).observe(seconds)
 
-    def count_rows(self, rows: int) -> None:
-        self.rows.inc(rows)
+    def observe_prediction(self, variant: str, prediction: Prediction, seconds: float) -> None:
+        self.scored.labels(variant=variant, outcome="ok").inc()
+        self.scoring.labels(variant=variant).observe(seconds)
+        self.rows.labels(variant=variant).inc(prediction.rows)
+        if prediction.values is not None:
+            self.value_sum.labels(variant=variant).inc(float(prediction.values.sum()))
+            return
+        names, counts = np.unique(np.asarray(prediction.labels, dtype=object), return_counts=True)
+        for name, count in zip(names.tolist(), counts.tolist(), strict=True):
+            self.labels.labels(variant=variant, label=name).inc(count)
+
+    def observe_failure(self, variant: str) -> None:
+        self.scored.labels(variant=variant, outcome="error").inc()
+
+    def serving(self, variant: str, model: LoadedModel) -> None:
+        self.version.labels(variant=variant, name=model.name).set(model.version)
 
     def count_error(self, reason: str) -> None:
         self.errors.labels(reason=reason).inc()

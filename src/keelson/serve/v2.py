@@ -9,11 +9,12 @@ model's classes); a regressor's output is ``value`` (FP64 ``[rows]``).
 from __future__ import annotations
 
 import math
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+import polars as pl
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt
 
 from keelson import __version__
@@ -21,7 +22,7 @@ from keelson.registry.model import LoadedModel, Prediction
 from keelson.registry.signature import V2_DATATYPES, DataType, Signature
 from keelson.serve.errors import ServeError, error_responses
 from keelson.serve.limits import require_json
-from keelson.serve.scoring import Scorer
+from keelson.serve.scoring import Scored, Scorer
 
 PLATFORM = "keelson-sklearn"
 OutputName = Literal["label", "probabilities", "value"]
@@ -112,39 +113,51 @@ def v2_router(scorer: Scorer) -> APIRouter:
     async def live() -> ServerLive:
         return ServerLive(live=True)
 
-    @router.get("/health/ready", summary="Server readiness (the model is loaded)")
-    async def ready() -> ServerReady:
-        return ServerReady(ready=True)
+    @router.get(
+        "/health/ready",
+        summary="Server readiness: every model loaded and warmed",
+        responses={503: {"model": ServerReady, "description": "Still loading."}},
+    )
+    async def ready() -> Any:
+        if scorer.ready:
+            return ServerReady(ready=True)
+        return JSONResponse({"ready": False}, status_code=503, headers={"Retry-After": "1"})
 
     @router.get("", summary="Server metadata")
     async def metadata() -> ServerMetadata:
         return ServerMetadata(name="keelson", version=__version__, extensions=[])
 
-    _add_model_routes(router, "/models/{name}", scorer, _by_name(scorer.model))
-    versioned = "/models/{name}/versions/{version}"
-    _add_model_routes(router, versioned, scorer, _by_version(scorer.model))
+    _add_model_routes(router, "/models/{name}", scorer)
+    _add_model_routes(router, "/models/{name}/versions/{version}", scorer)
     return router
 
 
-def _add_model_routes(
-    router: APIRouter, path: str, scorer: Scorer, resolve: Callable[..., Awaitable[LoadedModel]]
-) -> None:
+def _add_model_routes(router: APIRouter, path: str, scorer: Scorer) -> None:
     """Metadata, readiness and inference under one path (with or without ``/versions/{v}``)."""
 
-    async def metadata(model: LoadedModel = Depends(resolve)) -> ModelMetadata:
-        return model_metadata(model)
+    async def metadata(name: str, version: str | None = None) -> ModelMetadata:
+        return model_metadata(scorer.model(name, version))
 
-    async def ready(model: LoadedModel = Depends(resolve)) -> ModelReady:
-        return ModelReady(name=model.name, ready=True)
+    async def ready(name: str, version: str | None = None) -> ModelReady:
+        return ModelReady(name=scorer.model(name, version).name, ready=True)
 
     async def infer(
-        request: InferenceRequest, model: LoadedModel = Depends(resolve)
+        request: Request,
+        response: Response,
+        body: InferenceRequest,
+        name: str,
+        version: str | None = None,
     ) -> InferenceResponse:
-        wanted = requested_outputs(request.outputs, model)
-        prediction = await scorer.score(columns_of(request.inputs, model.signature))
-        return inference_response(model, request, prediction, wanted)
+        def frame_of(model: LoadedModel) -> pl.DataFrame:
+            requested_outputs(body.outputs, model)  # 422 before any work
+            return model.signature.frame(columns_of(body.inputs, model.signature))
 
-    not_found = error_responses(404, 422)
+        scored = await scorer.score(frame_of, name, version, request.headers, body.id)
+        wanted = requested_outputs(body.outputs, scored.model)
+        response.headers.update(scored.headers())
+        return inference_response(scored, wanted)
+
+    not_found = error_responses(404, 422, 503)
     router.add_api_route(
         path, metadata, methods=["GET"], summary="Model metadata", responses=not_found
     )
@@ -157,37 +170,8 @@ def _add_model_routes(
         methods=["POST"],
         summary="Inference",
         dependencies=[Depends(require_json)],
-        responses=error_responses(400, 404, 413, 415, 422, 500),
+        responses=error_responses(400, 404, 413, 415, 422, 500, 503),
     )
-
-
-def _by_name(model: LoadedModel) -> Callable[[str], Awaitable[LoadedModel]]:
-    async def resolve(name: str) -> LoadedModel:
-        return _lookup(model, name, None)
-
-    return resolve
-
-
-def _by_version(model: LoadedModel) -> Callable[[str, str], Awaitable[LoadedModel]]:
-    async def resolve(name: str, version: str) -> LoadedModel:
-        return _lookup(model, name, version)
-
-    return resolve
-
-
-def _lookup(model: LoadedModel, name: str, version: str | None) -> LoadedModel:
-    if name != model.name:
-        raise ServeError(
-            404, "model_not_found", f"model '{name}' not found; this server serves '{model.name}'."
-        )
-    if version is not None and version != str(model.version):
-        raise ServeError(
-            404,
-            "model_not_found",
-            f"model '{name}' has no version '{version}' here; this server serves "
-            f"version {model.version}.",
-        )
-    return model
 
 
 def model_metadata(model: LoadedModel) -> ModelMetadata:
@@ -294,15 +278,13 @@ def flatten(data: list[Any], where: str) -> list[Any]:
     return flat
 
 
-def inference_response(
-    model: LoadedModel, request: InferenceRequest, prediction: Prediction, wanted: list[str]
-) -> InferenceResponse:
-    """The ``wanted`` outputs (see :func:`requested_outputs`) of ``prediction``."""
+def inference_response(scored: Scored, wanted: list[str]) -> InferenceResponse:
+    """The ``wanted`` outputs (see :func:`requested_outputs`) of a scored request."""
     return InferenceResponse(
-        model_name=model.name,
-        model_version=str(model.version),
-        id=request.id if request.id is not None else str(uuid.uuid4()),
-        outputs=[_OUTPUTS[name](prediction) for name in wanted],
+        model_name=scored.model.name,
+        model_version=str(scored.model.version),
+        id=scored.request_id,
+        outputs=[_OUTPUTS[name](scored.prediction) for name in wanted],
     )
 
 

@@ -1,0 +1,109 @@
+"""Micro-batching: concurrent requests share model calls, each gets its own rows back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from keelson.registry.model import LoadedModel
+from keelson.serve.batching import MicroBatcher
+from keelson.serve.errors import ServeError
+
+from .helpers import ROWS, columns, in_process
+
+
+class CountingPipeline:
+    """The real fitted pipeline, counting the frames it is called with."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.calls: list[int] = []
+        self.classes_ = pipeline.classes_
+
+    def predict_proba(self, frame: Any) -> Any:
+        self.calls.append(frame.height)
+        if frame["age"].min() < 0:
+            raise ValueError("a negative age")
+        return self.pipeline.predict_proba(frame)
+
+    def predict(self, frame: Any) -> Any:
+        return self.pipeline.predict(frame)
+
+
+def counting(model: LoadedModel) -> tuple[LoadedModel, CountingPipeline]:
+    pipeline = CountingPipeline(model.pipeline)
+    return LoadedModel(model.name, model.version, pipeline, model.signature, None), pipeline
+
+
+def frames(model: LoadedModel, count: int) -> list[Any]:
+    return [model.signature.frame(columns([ROWS[i % len(ROWS)]])) for i in range(count)]
+
+
+async def predict_all(batcher: MicroBatcher, model: LoadedModel, parts: list[Any]) -> list[Any]:
+    batcher.start()
+    try:
+        return await asyncio.gather(
+            *(batcher.predict(model, part) for part in parts), return_exceptions=True
+        )
+    finally:
+        await batcher.stop()
+
+
+def test_concurrent_requests_share_model_calls_and_get_their_own_rows(
+    model: LoadedModel,
+) -> None:
+    served, pipeline = counting(model)
+    parts = frames(model, 40)
+
+    answers = asyncio.run(predict_all(MicroBatcher(max_wait_s=0.005), served, parts))
+
+    assert len(pipeline.calls) < 40 and sum(pipeline.calls) == 40
+    for i, answer in enumerate(answers):
+        expected = in_process(model, [ROWS[i % len(ROWS)]])
+        np.testing.assert_allclose(answer.probabilities, expected.probabilities, atol=1e-12)
+        assert answer.labels == expected.labels
+
+
+def test_a_batch_respects_its_row_limit(model: LoadedModel) -> None:
+    served, pipeline = counting(model)
+
+    asyncio.run(predict_all(MicroBatcher(max_rows=3), served, frames(model, 20)))
+
+    assert max(pipeline.calls) <= 3 and sum(pipeline.calls) == 20
+
+
+def test_a_lone_request_is_scored_alone(model: LoadedModel) -> None:
+    served, pipeline = counting(model)
+
+    asyncio.run(predict_all(MicroBatcher(), served, frames(model, 1)))
+
+    assert pipeline.calls == [1]
+
+
+def test_one_bad_request_does_not_fail_the_others(model: LoadedModel) -> None:
+    served, _ = counting(model)
+    parts = frames(model, 12)
+    parts[5] = model.signature.frame(columns([{**ROWS[0], "age": -3}]))
+
+    answers = asyncio.run(predict_all(MicroBatcher(max_wait_s=0.005), served, parts))
+
+    assert isinstance(answers[5], ValueError)
+    assert all(not isinstance(a, Exception) for i, a in enumerate(answers) if i != 5)
+
+
+def test_a_full_queue_answers_503_with_retry_after(model: LoadedModel) -> None:
+    async def overflow() -> list[Any]:
+        batcher = MicroBatcher(max_queue=2)  # not started: nothing leaves the queue
+        waiting = [asyncio.ensure_future(batcher.predict(model, p)) for p in frames(model, 2)]
+        await asyncio.sleep(0)
+        with pytest.raises(ServeError) as refused:
+            await batcher.predict(model, frames(model, 1)[0])
+        for task in waiting:
+            task.cancel()
+        return [refused.value]
+
+    [error] = asyncio.run(overflow())
+    assert error.status_code == 503 and error.headers == {"Retry-After": "1"}
