@@ -102,6 +102,16 @@ class Signature:
             raise SignatureError(f"input columns have different lengths {sorted(lengths)}.")
         return pl.DataFrame([self._series(c, columns[c.name]) for c in self.inputs])
 
+    def conform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The model's input frame from a columnar one (Arrow, Parquet): the signature's
+        columns in order, cast without loss; extra columns are ignored."""
+        missing = [name for name in self.names if name not in frame.columns]
+        if missing:
+            raise SignatureError(
+                f"missing input column(s) {missing}.", hint=f"The model expects {self.names}."
+            )
+        return pl.DataFrame([_conformed(c, frame[c.name]) for c in self.inputs])
+
     def _series(self, column: ColumnSignature, values: list[Any]) -> pl.Series:
         fast = _fast_series(column, values)
         if fast is not None:
@@ -113,6 +123,26 @@ class Signature:
                     f"got {type(value).__name__} {value!r}."
                 )
         return pl.Series(column.name, values, dtype=_POLARS[column.type], strict=False)
+
+
+def _conformed(column: ColumnSignature, series: pl.Series) -> pl.Series:
+    dtype = series.dtype
+    fits = {
+        "int64": dtype.is_integer(),
+        "float64": dtype.is_integer() or dtype.is_float(),
+        "string": dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum),
+        "bool": dtype == pl.Boolean,
+    }[column.type] or dtype == pl.Null
+    try:
+        cast = series.cast(_POLARS[column.type], strict=True) if fits else None
+    except pl.exceptions.PolarsError:
+        cast = None
+    if cast is None or (column.type == "float64" and not cast.is_finite().fill_null(True).all()):
+        raise SignatureError(
+            f"column '{column.name}': {dtype} values cannot be read as "
+            f"{_EXPECTED[column.type]} without loss."
+        )
+    return cast.rename(column.name)
 
 
 def _fast_series(column: ColumnSignature, values: list[Any]) -> pl.Series | None:

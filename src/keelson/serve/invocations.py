@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, model_validator
 
 from keelson.registry.model import LoadedModel
+from keelson.serve.columnar import OPENAPI_BODY, columnar_route
 from keelson.serve.errors import ErrorBody, ServeError, error_responses
 from keelson.serve.limits import require_json
 from keelson.serve.scoring import FrameOf, Scored, Scorer
@@ -83,32 +84,44 @@ def invocations_router(scorer: Scorer) -> APIRouter:
         scorer.primary  # noqa: B018 - 503 until the model is loaded and warmed
         return Status()
 
-    @router.post(
-        "/invocations",
-        summary="Score rows",
-        dependencies=[Depends(require_json)],
-        responses=error_responses(400, 413, 415, 422, 500, 503),
-    )
     async def invocations(
         request: Request, response: Response, body: InvocationsRequest
     ) -> InvocationsResponse:
         def frame_of(model: LoadedModel) -> pl.DataFrame:
             return model.signature.frame(columns_of(body, model.signature.names))
 
-        return await answer(scorer, request, response, frame_of)
+        answered, headers = await answer(scorer, request, frame_of)
+        response.headers.update(headers)
+        return answered
 
+    async def invocations_columnar(request: Request, frame: pl.DataFrame) -> Response:
+        answered, headers = await answer(
+            scorer, request, lambda model: model.signature.conform(frame)
+        )
+        return Response(answered.model_dump_json(), media_type="application/json", headers=headers)
+
+    router.add_api_route(
+        "/invocations",
+        invocations,
+        methods=["POST"],
+        summary="Score rows (JSON, or an Arrow/Parquet table)",
+        dependencies=[Depends(require_json)],
+        responses=error_responses(400, 413, 415, 422, 500, 503),
+        route_class_override=columnar_route(invocations_columnar),
+        openapi_extra=OPENAPI_BODY,
+    )
     return router
 
 
 async def answer(
-    scorer: Scorer, request: Request, response: Response, frame_of: FrameOf
-) -> InvocationsResponse:
-    """Score with the primary's name; the caller may name the request (``X-Request-Id``)."""
+    scorer: Scorer, request: Request, frame_of: FrameOf
+) -> tuple[InvocationsResponse, dict[str, str]]:
+    """Score with the primary's name (the caller may name the request: ``X-Request-Id``);
+    the answer and the headers saying who made it."""
     name = scorer.primary.name
     request_id = request.headers.get("x-request-id")
     scored = await scorer.score(frame_of, name, None, request.headers, request_id)
-    response.headers.update(scored.headers())
-    return predictions_of(scored)
+    return predictions_of(scored), scored.headers()
 
 
 def columns_of(request: InvocationsRequest, names: list[str]) -> dict[str, list[Any]]:

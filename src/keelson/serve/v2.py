@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, StrictInt
 from keelson import __version__
 from keelson.registry.model import LoadedModel, Prediction
 from keelson.registry.signature import V2_DATATYPES, DataType, Signature
+from keelson.serve.columnar import OPENAPI_BODY, columnar_route
 from keelson.serve.errors import ServeError, error_responses
 from keelson.serve.limits import require_json
 from keelson.serve.scoring import Scored, Scorer
@@ -164,13 +165,30 @@ def _add_model_routes(router: APIRouter, path: str, scorer: Scorer) -> None:
     router.add_api_route(
         f"{path}/ready", ready, methods=["GET"], summary="Model readiness", responses=not_found
     )
+
+    async def infer_columnar(request: Request, frame: pl.DataFrame) -> Response:
+        name, version = request.path_params["name"], request.path_params.get("version")
+        scored = await scorer.score(
+            lambda model: model.signature.conform(frame),
+            name,
+            version,
+            request.headers,
+            request.headers.get("x-request-id"),
+        )
+        answer = inference_response(scored, [o.name for o in model_outputs(scored.model)])
+        return Response(
+            answer.model_dump_json(), media_type="application/json", headers=scored.headers()
+        )
+
     router.add_api_route(
         f"{path}/infer",
         infer,
         methods=["POST"],
-        summary="Inference",
+        summary="Inference (JSON tensors, or an Arrow/Parquet table of the input columns)",
         dependencies=[Depends(require_json)],
         responses=error_responses(400, 404, 413, 415, 422, 500, 503),
+        route_class_override=columnar_route(infer_columnar),
+        openapi_extra=OPENAPI_BODY,
     )
 
 
