@@ -35,7 +35,7 @@ def serve(
     from keelson.serve.threads import pin_environment
 
     pin_environment()
-    from keelson.serve.app import is_loopback
+    from keelson.net import is_loopback
     from keelson.serve.run import run
     from keelson.spec import load_spec
     from keelson.store.store import locate

@@ -9,7 +9,6 @@ side effect but the prediction log, so a retry loses nothing.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import shutil
 import signal
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from keelson import __version__
 from keelson.errors import KeelsonError
+from keelson.net import is_loopback
 from keelson.spec import Serve
 
 DEFAULT_MAX_BODY_BYTES: int = Serve.model_fields["max_body_bytes"].default
@@ -218,7 +218,7 @@ def _check_upstreams(upstreams: list[str]) -> None:
 
 def _check_listen(listen: str, allow_public: bool) -> None:
     _check_address("listen", listen)
-    if not allow_public and not _is_loopback(listen):
+    if not allow_public and not is_loopback(listen.rsplit(":", 1)[0]):
         raise BalancerError(
             f"refusing to listen on {listen}: the balancer adds no authentication.",
             hint="Listen on 127.0.0.1, or pass allow_public=True behind your own gateway.",
@@ -232,16 +232,6 @@ def _check_address(name: str, address: object) -> None:
             f"The '{name}' parameter of nginx_config must hold 'host:port' addresses "
             f"(e.g. '127.0.0.1:8081', '[::1]:8081'). Got {address!r} instead."
         )
-
-
-def _is_loopback(address: str) -> bool:
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_positive(**values: int) -> None:

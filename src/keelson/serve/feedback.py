@@ -36,7 +36,6 @@ from keelson.serve.prediction_log import (
     Part,
     PartWriter,
     check_segment,
-    check_writer_parameters,
     read_parts,
 )
 
@@ -72,7 +71,7 @@ class FeedbackEntry:
 Submission = tuple[FeedbackEntry, ...]
 
 
-class FeedbackLog:
+class FeedbackLog(PartWriter[Submission]):
     """Append feedback; a background thread writes it to Parquet under ``url``.
 
     Unlike the prediction log, a submission is refused (``append`` returns False) when
@@ -87,13 +86,7 @@ class FeedbackLog:
         max_pending_rows: int = 200_000,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        check_writer_parameters(type(self).__name__, flush_rows, flush_seconds, max_pending_rows)
-        self.url = url
-        self.flush_rows = flush_rows
-        self.flush_seconds = flush_seconds
-        self.max_pending_rows = max_pending_rows
-        self.storage_options = storage_options
-        self._writer: PartWriter[Submission] = PartWriter(
+        super().__init__(
             url,
             feedback_parts,
             submission_rows,
@@ -105,33 +98,11 @@ class FeedbackLog:
             storage_options=storage_options,
         )
 
-    @property
-    def pending_rows(self) -> int:
-        return self._writer.pending_rows
-
-    @property
-    def written_rows(self) -> int:
-        return self._writer.written_rows
-
-    @property
-    def lost_rows(self) -> int:
-        return self._writer.lost_rows
-
     def append(self, entries: Sequence[FeedbackEntry]) -> bool:
         """Queue ``entries`` all together (O(entries), no I/O); False if the log is behind."""
         for entry in entries:
             _check_entry(entry)
-        return self._writer.offer(tuple(entries))
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Write everything queued and stop the writer; idempotent."""
-        self._writer.close(timeout)
-
-    def __enter__(self) -> FeedbackLog:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        return self.offer(tuple(entries))
 
 
 def _check_entry(entry: FeedbackEntry) -> None:

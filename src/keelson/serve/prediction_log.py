@@ -29,7 +29,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import numpy as np
 import polars as pl
@@ -113,6 +113,7 @@ class PartWriter(Generic[T]):
         from fsspec.core import url_to_fs
         from fsspec.implementations.local import LocalFileSystem
 
+        check_writer_parameters(type(self).__name__, flush_rows, flush_seconds, max_pending_rows)
         self.url, self.kind = url, kind
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
         self.max_pending_rows = max_pending_rows
@@ -181,6 +182,12 @@ class PartWriter(Generic[T]):
                 timeout,
             )
         atexit.unregister(self.close)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -298,7 +305,7 @@ def write_atomically(path: Path, table: pa.Table) -> None:
         os.close(folder)
 
 
-class PredictionLog:
+class PredictionLog(PartWriter[LogEntry]):
     """Append :class:`LogEntry` objects; a background thread writes them to Parquet under ``url``.
 
     When the writer falls more than ``max_pending_rows`` rows behind, new entries are
@@ -314,16 +321,10 @@ class PredictionLog:
         max_pending_rows: int = 200_000,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        check_writer_parameters(type(self).__name__, flush_rows, flush_seconds, max_pending_rows)
-        self.url = url
-        self.flush_rows = flush_rows
-        self.flush_seconds = flush_seconds
-        self.max_pending_rows = max_pending_rows
-        self.storage_options = storage_options
         self._refused = 0
         self._warned_at = -math.inf
-        self._lock = threading.Lock()
-        self._writer: PartWriter[LogEntry] = PartWriter(
+        self._refuse_lock = threading.Lock()
+        super().__init__(
             url,
             entries_parts,
             log_rows,
@@ -338,34 +339,16 @@ class PredictionLog:
     @property
     def dropped(self) -> int:
         """Log rows that will never be written: refused while behind, or lost by storage."""
-        return self._refused + self._writer.lost_rows
-
-    @property
-    def pending_rows(self) -> int:
-        return self._writer.pending_rows
-
-    @property
-    def written_rows(self) -> int:
-        return self._writer.written_rows
+        return self._refused + self.lost_rows
 
     def append(self, entry: LogEntry) -> None:
         """Queue ``entry`` (O(1), no I/O); ValueError if it is malformed."""
         check_entry(entry)
-        if not self._writer.offer(entry):
+        if not self.offer(entry):
             self._refuse(log_rows(entry))
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Write every queued entry and stop the writer; idempotent."""
-        self._writer.close(timeout)
-
-    def __enter__(self) -> PredictionLog:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def _refuse(self, rows: int) -> None:
-        with self._lock:
+        with self._refuse_lock:
             self._refused += rows
             now = time.monotonic()
             if now - self._warned_at < _WARN_EVERY_SECONDS:
@@ -375,7 +358,7 @@ class PredictionLog:
             "the prediction log at %s is %d rows behind (max_pending_rows=%d): "
             "%d log rows dropped so far.",
             self.url,
-            self._writer.pending_rows,
+            self.pending_rows,
             self.max_pending_rows,
             total,
         )

@@ -36,7 +36,7 @@ def deployment_of(
 
 def needs_keys(settings: Serve) -> bool:
     """API keys unless told otherwise: ``auto`` waives them on loopback only."""
-    from keelson.serve.app import is_loopback
+    from keelson.net import is_loopback
 
     return settings.auth == "keys" or (settings.auth == "auto" and not is_loopback(settings.host))
 
