@@ -18,9 +18,9 @@ from keelson.train.calibration import (
     choose_calibration,
     expected_calibration_error,
     fit_calibration,
-    log_loss,
     reliability_curve,
 )
+from keelson.train.metrics import binary_log_loss as log_loss
 
 
 def _calibrated(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,14 +5,8 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, log_loss, roc_auc_score
 
 from keelson.spec import Costs
-from keelson.train.evaluate import (
-    _weighted_metrics,
-    _weighted_multiclass,
-    _weighted_regression,
-    all_metrics,
-    bootstrap,
-    tune_threshold,
-)
+from keelson.train.evaluate import all_metrics, bootstrap, tune_threshold
+from keelson.train.weighted import binary, multiclass, regression
 
 
 @pytest.fixture
@@ -36,7 +30,7 @@ def test_weighted_metrics_equal_metrics_on_the_resampled_rows(scored: tuple) -> 
     y, p = scored
     counts = np.bincount(np.random.default_rng(0).integers(0, y.size, y.size), minlength=y.size)
     rows = np.repeat(np.arange(y.size), counts)
-    weighted = _weighted_metrics(y, p, 0.4, counts[None, :])
+    weighted = binary(y, p, 0.4, counts[None, :])
     for name, value in all_metrics("binary", y[rows], p[rows], 0.4).items():
         assert weighted[name][0] == pytest.approx(value, abs=1e-12), name
 
@@ -68,7 +62,7 @@ def test_weighted_multiclass_metrics_equal_metrics_on_the_resampled_rows() -> No
     p[np.arange(800), y] += 0.5
     p /= p.sum(axis=1, keepdims=True)
     counts, rows = _resampled(y.size)
-    weighted = _weighted_multiclass(y, p, counts[None, :])
+    weighted = multiclass(y, p, counts[None, :])
     for name, value in all_metrics("multiclass", y[rows], p[rows], None).items():
         assert weighted[name][0] == pytest.approx(value, abs=1e-9), name
 
@@ -78,7 +72,7 @@ def test_weighted_regression_metrics_equal_metrics_on_the_resampled_rows() -> No
     y = rng.normal(size=500)
     p = y + rng.normal(0, 0.3, 500)
     counts, rows = _resampled(y.size)
-    weighted = _weighted_regression(y, p, counts[None, :])
+    weighted = regression(y, p, counts[None, :])
     for name, value in all_metrics("regression", y[rows], p[rows], None).items():
         assert weighted[name][0] == pytest.approx(value, abs=1e-9), name
 

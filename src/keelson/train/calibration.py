@@ -24,6 +24,8 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from keelson.train.metrics import binary_log_loss, brier, row_log_loss
+
 Method = Literal["none", "sigmoid", "isotonic"]
 Requested = Literal["auto", "isotonic", "sigmoid", "none"]
 METHODS: tuple[Method, ...] = ("none", "sigmoid", "isotonic")
@@ -113,19 +115,6 @@ def _fit_isotonic(scores: np.ndarray, y: np.ndarray) -> tuple[float, ...]:
 # -- measuring calibration ---------------------------------------------------------------
 
 
-def log_loss(y: np.ndarray, scores: np.ndarray) -> float:
-    return float(np.mean(_row_log_loss(y, scores)))
-
-
-def _row_log_loss(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    p = np.clip(scores, _EPS, 1 - _EPS)
-    return np.asarray(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
-def brier(y: np.ndarray, scores: np.ndarray) -> float:
-    return float(np.mean((np.asarray(scores, dtype=float) - y) ** 2))
-
-
 def _bins(scores: np.ndarray, bins: int) -> tuple[np.ndarray, int]:
     """Quantile bin of each score (ties share a bin) and the number of bins."""
     edges = np.unique(np.quantile(scores, np.linspace(0.0, 1.0, bins + 1)))
@@ -163,7 +152,7 @@ def expected_calibration_error(y: np.ndarray, scores: np.ndarray, bins: int = 10
 
 def calibration_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     return {
-        "log_loss": log_loss(y, scores),
+        "log_loss": binary_log_loss(y, scores),
         "brier": brier(y, scores),
         "ece": expected_calibration_error(y, scores),
     }
@@ -228,7 +217,7 @@ def choose_calibration(
         reason=reason,
         before=calibration_metrics(y, scores),
         after=calibration_metrics(y, crossed[chosen]),
-        candidates={name: log_loss(y, values) for name, values in crossed.items()},
+        candidates={name: binary_log_loss(y, values) for name, values in crossed.items()},
         reliability_before=reliability_curve(y, scores),
         reliability_after=reliability_curve(y, crossed[chosen]),
     )
@@ -286,7 +275,7 @@ def _pick(y: np.ndarray, crossed: dict[Method, np.ndarray]) -> Method:
     for name in METHODS[1:]:
         if name not in crossed:
             continue
-        gain = _row_log_loss(y, crossed[chosen]) - _row_log_loss(y, crossed[name])
+        gain = row_log_loss(y, crossed[chosen]) - row_log_loss(y, crossed[name])
         if gain.mean() > MARGIN_SE * gain.std(ddof=1) / np.sqrt(gain.size):
             chosen = name
     return chosen

@@ -17,9 +17,9 @@ import numpy as np
 
 from keelson.errors import KeelsonError
 from keelson.train.metrics import label
+from keelson.train.weighted import ONE, WeightedMetric
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
-WeightedMetric = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 Better = Literal["a", "b"]
 
 TASKS = ("binary", "multiclass", "regression")
@@ -235,7 +235,7 @@ def _weighted_for(
     name: str, y: np.ndarray, a: np.ndarray, b: np.ndarray, values: tuple[float, float]
 ) -> WeightedMetric | None:
     """The weighted formula for ``name`` if it reproduces the caller's metric on both models."""
-    weighted = WEIGHTED.get(name)
+    weighted = ONE.get(name)
     if weighted is None:
         return None
     ones = np.ones((1, y.size))
@@ -245,64 +245,6 @@ def _weighted_for(
     except (ValueError, IndexError, TypeError):
         return None
     return weighted if np.allclose(own, values, rtol=1e-9, atol=1e-12) else None
-
-
-def _weighted_roc_auc(y: np.ndarray, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Mann-Whitney ROC-AUC per row of ``counts``: each positive wins over the negatives
-    scored below it and half of those tied with it."""
-    if p.ndim != 1 or not np.isin(y, (0, 1)).all():
-        raise ValueError("binary ROC-AUC needs 0/1 labels and one score per row")
-    positive = np.flatnonzero(y == 1)
-    negative = np.flatnonzero(y == 0)
-    negative = negative[np.argsort(p[negative])]
-    below = np.searchsorted(p[negative], p[positive], side="left")
-    up_to = np.searchsorted(p[negative], p[positive], side="right")
-    cumulative = np.zeros((counts.shape[0], negative.size + 1))
-    np.cumsum(counts[:, negative], axis=1, out=cumulative[:, 1:])
-    weights = counts[:, positive]
-    wins = 0.5 * (weights * (cumulative[:, below] + cumulative[:, up_to])).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return wins / (weights.sum(axis=1) * cumulative[:, -1])
-
-
-def _weighted_roc_auc_ovr(y: np.ndarray, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Macro one-vs-rest ROC-AUC over the columns (classes) of ``p``."""
-    per_class = [
-        _weighted_roc_auc((y == k).astype(int), p[:, k], counts) for k in range(p.shape[1])
-    ]
-    return np.mean(per_class, axis=0)
-
-
-def _weighted_log_loss(y: np.ndarray, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    if p.ndim == 1:
-        p = np.column_stack([1 - p, p])
-    chosen = np.clip(p[np.arange(y.size), y.astype(int)], 1e-15, 1 - 1e-15)
-    return counts @ -np.log(chosen) / counts.sum(axis=1)
-
-
-def _weighted_rmse(y: np.ndarray, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    return np.sqrt(counts @ (p - y) ** 2 / counts.sum(axis=1))
-
-
-def _weighted_mae(y: np.ndarray, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    return counts @ np.abs(p - y) / counts.sum(axis=1)
-
-
-def _weighted_r2(y: np.ndarray, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    total = counts.sum(axis=1)
-    mean = counts @ y / total
-    spread = counts @ y**2 - total * mean**2
-    return 1.0 - counts @ (p - y) ** 2 / spread
-
-
-WEIGHTED: dict[str, WeightedMetric] = {
-    "roc_auc": _weighted_roc_auc,
-    "roc_auc_ovr": _weighted_roc_auc_ovr,
-    "log_loss": _weighted_log_loss,
-    "rmse": _weighted_rmse,
-    "mae": _weighted_mae,
-    "r2": _weighted_r2,
-}
 
 
 # --- DeLong ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from keelson.spec import Costs, TaskKind
+from keelson.train import weighted
 from keelson.train.metrics import scores_of
 
 
@@ -91,13 +92,13 @@ def bootstrap(
     """Percentile bootstrap 95 % intervals of every metric on a held-out set."""
     rng = np.random.default_rng(seed)
     point = all_metrics(task, y, scores, threshold, costs)
-    weighted = {
-        "binary": lambda c: _weighted_metrics(y, scores, threshold or 0.5, c, costs),
-        "multiclass": lambda c: _weighted_multiclass(y, scores, c),
-        "regression": lambda c: _weighted_regression(y, scores, c),
+    resampled = {
+        "binary": lambda c: weighted.binary(y, scores, threshold or 0.5, c, costs),
+        "multiclass": lambda c: weighted.multiclass(y, scores, c),
+        "regression": lambda c: weighted.regression(y, scores, c),
     }[task]
     chunks = [
-        weighted(rng.multinomial(y.size, np.full(y.size, 1 / y.size), n))
+        resampled(rng.multinomial(y.size, np.full(y.size, 1 / y.size), n))
         for n in _chunk_sizes(resamples, 100)
     ]
     draws = {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
@@ -118,85 +119,3 @@ def _percentiles(values: np.ndarray, fallback: float) -> tuple[float, float]:
         return fallback, fallback
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
-
-
-def _weighted_metrics(
-    y: np.ndarray, p: np.ndarray, threshold: float, counts: np.ndarray, costs: Costs | None = None
-) -> dict[str, np.ndarray]:
-    """Every metric for each row of ``counts`` (resamples x rows of multiplicities)."""
-    order = np.argsort(-p, kind="stable")
-    y, p, counts = y[order], p[order], counts[:, order].astype(np.float64)
-    starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])  # tie groups, best score first
-    pos = np.add.reduceat(counts * y, starts, axis=1)
-    neg = np.add.reduceat(counts * (1 - y), starts, axis=1)
-    total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        neg_below = total_neg[:, None] - np.cumsum(neg, axis=1)
-        roc_auc = (pos * (neg_below + 0.5 * neg)).sum(axis=1) / (total_pos * total_neg)
-        tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
-        pr_auc = (pos / total_pos[:, None] * tp / (tp + fp)).sum(axis=1)
-        clipped = np.clip(p, 1e-15, 1 - 1e-15)
-        loss = -(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))
-        log_loss = counts @ loss / counts.sum(axis=1)
-        flagged = (p >= threshold).astype(np.float64)
-        tp_t, fp_t = counts @ (flagged * y), counts @ (flagged * (1 - y))
-        precision = np.where(tp_t + fp_t > 0, tp_t / (tp_t + fp_t), 0.0)
-        recall = tp_t / total_pos
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-        specificity = (total_neg - fp_t) / total_neg
-        brier = counts @ (p - y) ** 2 / counts.sum(axis=1)
-    extra = {}
-    if costs is not None:
-        fn_t = total_pos - tp_t
-        extra["cost"] = (fp_t * costs.false_positive + fn_t * costs.false_negative) / counts.sum(
-            axis=1
-        )
-    return extra | {
-        "brier": brier,
-        "roc_auc": roc_auc,
-        "pr_auc": pr_auc,
-        "log_loss": log_loss,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "balanced_accuracy": (recall + specificity) / 2,
-    }
-
-
-def _weighted_multiclass(y: np.ndarray, p: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
-    counts = counts.astype(np.float64)
-    k, total = p.shape[1], counts.sum(axis=1)
-    onehot = np.eye(k)[y.astype(int)]
-    predicted = np.eye(k)[np.argmax(p, axis=1)]
-    loss = -np.log(np.clip(p[np.arange(y.size), y.astype(int)], 1e-15, 1.0))
-    tp, actual, flagged = counts @ (onehot * predicted), counts @ onehot, counts @ predicted
-    with np.errstate(divide="ignore", invalid="ignore"):
-        recall = np.where(actual > 0, tp / actual, np.nan)
-        precision = np.where(flagged > 0, tp / flagged, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-        auc = [
-            _weighted_metrics((y == c).astype(np.int8), p[:, c], 0.5, counts)["roc_auc"]
-            for c in range(k)
-        ]
-    return {
-        "log_loss": counts @ loss / total,
-        "accuracy": tp.sum(axis=1) / total,
-        "macro_f1": np.nanmean(np.where(np.isnan(recall), np.nan, f1), axis=1),
-        "balanced_accuracy": np.nanmean(recall, axis=1),
-        "roc_auc_ovr": np.nanmean(np.column_stack(auc), axis=1),
-    }
-
-
-def _weighted_regression(y: np.ndarray, p: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
-    counts = counts.astype(np.float64)
-    total = counts.sum(axis=1)
-    squared = counts @ (y - p) ** 2
-    mean = counts @ y / total
-    spread = counts @ y**2 - total * mean**2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(spread > 0, 1.0 - squared / spread, 0.0)
-    return {
-        "rmse": np.sqrt(squared / total),
-        "mae": counts @ np.abs(y - p) / total,
-        "r2": r2,
-    }

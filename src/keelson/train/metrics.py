@@ -60,13 +60,18 @@ def _pr_auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(average_precision_score(y, p))
 
 
-def _binary_log_loss(y: np.ndarray, p: np.ndarray) -> float:
+def row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Each row's binary log-loss (probabilities clipped away from 0 and 1)."""
     p = np.clip(p, _EPS, 1 - _EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return np.asarray(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-def _brier(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean((p - y) ** 2))
+def binary_log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean(row_log_loss(y, p)))
+
+
+def brier(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean((np.asarray(p, dtype=float) - y) ** 2))
 
 
 def _multi_log_loss(y: np.ndarray, p: np.ndarray) -> float:
@@ -113,8 +118,8 @@ METRICS: dict[TaskKind, dict[str, MetricDef]] = {
     "binary": {
         "roc_auc": MetricDef(_roc_auc, True),
         "pr_auc": MetricDef(_pr_auc, True),
-        "log_loss": MetricDef(_binary_log_loss, False),
-        "brier": MetricDef(_brier, False),
+        "log_loss": MetricDef(binary_log_loss, False),
+        "brier": MetricDef(brier, False),
     },
     "multiclass": {
         "log_loss": MetricDef(_multi_log_loss, False),
