@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -50,9 +50,10 @@ RESERVED = {*META_COLUMNS, "_source"}
 DEFAULT_MAX_SHARE = 0.05
 QUARANTINE_FORMAT = "1"
 EXAMPLES = 5
-_SCANNED = 200  # failing rows scanned for distinct example values
-_ROW = "_row"
+SCANNED = 200  # failing rows scanned for distinct example values
+ROW = "_row"  # the row number column (1-based, in source order)
 _FIRST = "\x00first"
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)  # eager in, eager out; lazy in, lazy out
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
@@ -91,8 +92,24 @@ def _counted(finding: Finding) -> str:
     return f"{finding.count} rows" + (f", e.g. {examples}" if examples else "")
 
 
+class FindingsMixin:
+    """The findings of a validation outcome, by severity."""
+
+    findings: list[Finding]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        """The findings of rules with severity warn (their rows are kept)."""
+        return [f for f in self.findings if f.severity == "warn"]
+
+    @property
+    def failures(self) -> list[Finding]:
+        """The findings of rules with severity fail (:func:`enforce` stops the run)."""
+        return [f for f in self.findings if f.severity == "fail"]
+
+
 @dataclass(frozen=True)
-class Validation:
+class Validation(FindingsMixin):
     """The outcome of validating one source: kept rows, quarantined rows, findings."""
 
     source: str
@@ -102,14 +119,6 @@ class Validation:
     removed: int = 0
     findings: list[Finding] = field(default_factory=list)
     schema_changes: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == "warn"]
-
-    @property
-    def failures(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == "fail"]
 
     @property
     def share(self) -> float:
@@ -141,7 +150,7 @@ class Validation:
 
 
 @dataclass
-class _Outcome:
+class Outcome:
     """What validation found so far: quarantined parts, findings and removed rows."""
 
     columns: list[str]
@@ -162,27 +171,31 @@ def validate(
     them first: :func:`validation_order`); ``now`` is the reference time for freshness.
     """
     contract = contract if contract is not None else Contract()
-    _check_reserved(read.name, read.frame.columns)
+    check_reserved(read.name, read.frame.columns)
     source_schema = read.frame.schema
-    frame = read.frame.with_row_index(_ROW, offset=1).with_columns(pl.col(_ROW).cast(pl.Int64))
+    frame = read.frame.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
     adopted = _adopted(frame, contract, source_schema)
     compiled = compile_rules(
         contract, source_schema, source=read.name, references=references, adopted=adopted
     )
-    outcome = _Outcome(list(read.frame.columns))
-    prepared = _exact_duplicates(compiled.prepare(frame), compiled, contract, outcome)
+    outcome = Outcome(list(read.frame.columns))
+    prepared = exact_duplicates(compiled.prepare(frame), compiled, contract, outcome)
     judged = prepared.with_columns(compiled.masks())
     excluded = _row_rules(judged, compiled, outcome)
     excluded = _unique_keys(judged, compiled, excluded, outcome)
     kept = judged.select(compiled.output)
     if excluded is not None:  # lazily: Polars then filters the columns in parallel
         kept = kept.lazy().filter(~excluded).collect()
-    changes, failures = _schema_changes(compiled, contract, source_schema, adopted, outcome)
-    table = [_freshness(kept, compiled, contract.freshness, now), _row_count(read, contract.rows)]
+    changes, failures = schema_changes(compiled, contract, source_schema, adopted, outcome)
+    table = [
+        freshness(kept, compiled, contract.freshness, now),
+        row_count(read.name, read.rows_in, contract.rows),
+    ]
+    unparsed = rejected_rows(read.rejected, read.frame.columns)
     return Validation(
         source=read.name,
         kept=kept,
-        quarantined=pl.concat([_parsed_quarantine(outcome), _rejected_rows(read)]),
+        quarantined=pl.concat([_parsed_quarantine(outcome), unparsed]),
         rows_in=read.rows_in,
         removed=outcome.removed,
         findings=failures + outcome.findings + [f for f in table if f is not None],
@@ -272,7 +285,8 @@ def parse_duration(text: str) -> timedelta:
 # --- errors ----------------------------------------------------------------------
 
 
-def _check_reserved(source: str, present: Sequence[str]) -> None:
+def check_reserved(source: str, present: Sequence[str]) -> None:
+    """Raise :class:`ContractError` when a source column has a bookkeeping name (``_row``...)."""
     reserved = sorted(RESERVED.intersection(present))
     if reserved:
         raise ContractError(
@@ -304,9 +318,7 @@ def _top_reason(rule: str, col: str | None, n: int, found: Mapping[Any, Finding]
 # --- row rules -----------------------------------------------------------------------
 
 
-def _row_rules(
-    judged: pl.DataFrame, compiled: CompiledRules, outcome: _Outcome
-) -> pl.Series | None:
+def _row_rules(judged: pl.DataFrame, compiled: CompiledRules, outcome: Outcome) -> pl.Series | None:
     """Findings of every row rule; quarantine rows breaking a quarantine or fail rule.
 
     Returns the mask of rows excluded from ``kept`` (None when every row passes).
@@ -315,20 +327,20 @@ def _row_rules(
         return None
     counts = judged.select(pl.col(mask_name(i)).sum() for i in range(len(compiled.rules))).row(0)
     hits = [(i, rule) for i, rule in enumerate(compiled.rules) if counts[i]]
-    outcome.findings += _row_findings(judged, hits, counts)
+    outcome.findings += row_findings(judged, hits, counts)
     blocking = [(i, rule) for i, rule in hits if rule.severity != "warn"]
     if not blocking:
         return None
     excluded = judged.select(pl.any_horizontal(pl.col(mask_name(i)) for i, _ in blocking))
     mask = excluded.to_series()
-    rule, column, reason = _verdict(blocking)
+    rule, column, reason = verdict(blocking)
     outcome.quarantine.append(
-        _quarantine_rows(judged[mask.arg_true()], compiled, outcome, rule, column, reason)
+        quarantine_rows(judged[mask.arg_true()], compiled, outcome, rule, column, reason)
     )
     return mask
 
 
-def _row_findings(
+def row_findings(
     judged: pl.DataFrame, hits: list[tuple[int, RowRule]], counts: Sequence[int]
 ) -> list[Finding]:
     """One finding per rule that some row breaks, with example values and rows.
@@ -339,14 +351,14 @@ def _row_findings(
     if not hits:
         return []
     first = judged.select(
-        pl.col(mask_name(i)).arg_true().head(_SCANNED).alias(str(i)).implode() for i, _ in hits
+        pl.col(mask_name(i)).arg_true().head(SCANNED).alias(str(i)).implode() for i, _ in hits
     )
     positions = pl.concat([first[c].explode() for c in first.columns]).unique().sort()
     sample = judged[positions]
     exprs = []
     for i, rule in hits:
         fails = pl.col(mask_name(i))
-        exprs.append(pl.col(_ROW).filter(fails).head(EXAMPLES).implode().alias(f"r{i}"))
+        exprs.append(pl.col(ROW).filter(fails).head(EXAMPLES).implode().alias(f"r{i}"))
         if rule.value is not None:
             examples = rule.value.filter(fails).unique(maintain_order=True).head(EXAMPLES)
             exprs.append(examples.implode().alias(f"v{i}"))
@@ -366,7 +378,7 @@ def _row_findings(
     ]
 
 
-def _verdict(failing: list[tuple[int, RowRule]]) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+def verdict(failing: list[tuple[int, RowRule]]) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     """``_rule``/``_column`` of the first failing rule and ``_reason`` joining them all."""
     fails = [(pl.col(mask_name(i)), rule) for i, rule in failing]
     return (
@@ -378,18 +390,21 @@ def _verdict(failing: list[tuple[int, RowRule]]) -> tuple[pl.Expr, pl.Expr, pl.E
     )
 
 
-def _quarantine_rows(
-    rows: pl.DataFrame,
+def quarantine_rows(
+    rows: Frame,
     compiled: CompiledRules,
-    outcome: _Outcome,
+    outcome: Outcome,
     rule: pl.Expr,
     column: pl.Expr,
     reason: pl.Expr,
-) -> pl.DataFrame:
-    """Rows shaped for the quarantine: source values as text, then the bookkeeping."""
+) -> Frame:
+    """Rows shaped for the quarantine: source values as text, then the bookkeeping.
+
+    One ``select``: a lazy frame in gives a lazy frame out, nothing collected.
+    """
     return rows.select(
         *(compiled.text(c) for c in outcome.columns),
-        pl.col(_ROW),
+        pl.col(ROW),
         rule.alias("_rule"),
         column.alias("_column"),
         reason.alias("_reason"),
@@ -397,16 +412,17 @@ def _quarantine_rows(
     )
 
 
-def _parsed_quarantine(outcome: _Outcome) -> pl.DataFrame:
-    schema = {c: pl.String for c in outcome.columns} | {_ROW: pl.Int64}
+def _parsed_quarantine(outcome: Outcome) -> pl.DataFrame:
+    schema = {c: pl.String for c in outcome.columns} | {ROW: pl.Int64}
     empty = pl.DataFrame(schema=schema | dict.fromkeys(META_COLUMNS[1:], pl.String))
-    return pl.concat([empty, *outcome.quarantine]).sort(_ROW)
+    return pl.concat([empty, *outcome.quarantine]).sort(ROW)
 
 
-def _rejected_rows(read: SourceRead) -> pl.DataFrame:
-    """Rows the connector could not parse, shaped like the other quarantined rows."""
-    return read.rejected.select(
-        *(pl.lit(None, pl.String).alias(c) for c in read.frame.columns),
+def rejected_rows(rejected: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
+    """Rows the connector could not parse (``SourceRead.rejected``), shaped like the other
+    quarantined rows of a source with ``columns``."""
+    return rejected.select(
+        *(pl.lit(None, pl.String).alias(c) for c in columns),
         pl.col("_row").cast(pl.Int64),
         pl.col("_rule").cast(pl.String),
         pl.lit(None, pl.String).alias("_column"),
@@ -419,7 +435,7 @@ def _rejected_rows(read: SourceRead) -> pl.DataFrame:
 
 
 @dataclass(frozen=True)
-class _Repeats:
+class Repeats:
     """Later duplicates of a key: their positions in the frame and their rows (with the
     row number of the first occurrence, in ``_FIRST``)."""
 
@@ -427,7 +443,7 @@ class _Repeats:
     rows: pl.DataFrame
 
 
-def _repeats(frame: pl.DataFrame, key: list[str], excluded: pl.Series | None) -> _Repeats | None:
+def find_repeats(frame: pl.DataFrame, key: list[str], excluded: pl.Series | None) -> Repeats | None:
     """Later duplicates of ``key`` among the rows not ``excluded`` (nulls compare equal).
 
     Exact and fast: rows whose key hash occurs twice are the only candidates (a sort of
@@ -445,29 +461,27 @@ def _repeats(frame: pl.DataFrame, key: list[str], excluded: pl.Series | None) ->
     later = rows.select(later_duplicates(key)).to_series()
     if not later.any():
         return None  # the hashes collided; the keys differ
-    return _Repeats(
-        at.filter(later), rows.filter(later).with_columns(_first_rows(rows, key, later))
-    )
+    return Repeats(at.filter(later), rows.filter(later).with_columns(_first_rows(rows, key, later)))
 
 
 def _first_rows(frame: pl.DataFrame, key: Sequence[str], later: pl.Series) -> pl.Series:
     """For each later duplicate, the row number of the first row with the same key."""
     repeated = frame.filter(later).select(key)
-    firsts = frame.filter(~later).select(*key, pl.col(_ROW).alias(_FIRST))
+    firsts = frame.filter(~later).select(*key, pl.col(ROW).alias(_FIRST))
     joined = repeated.join(
         firsts, on=list(key), how="left", nulls_equal=True, maintain_order="left"
     )
     return joined[_FIRST]
 
 
-def _exact_duplicates(
-    prepared: pl.DataFrame, compiled: CompiledRules, contract: Contract, outcome: _Outcome
+def exact_duplicates(
+    prepared: pl.DataFrame, compiled: CompiledRules, contract: Contract, outcome: Outcome
 ) -> pl.DataFrame:
     """Set aside rows identical in every source column to an earlier row (drop/quarantine)."""
     if contract.exact_duplicates == "keep" or not outcome.columns:
         return prepared
     key = [raw_name(c) if c in compiled.casts else c for c in outcome.columns]
-    repeats = _repeats(prepared, key, None)
+    repeats = find_repeats(prepared, key, None)
     if repeats is None:
         return prepared
     remaining = prepared.filter(~_mask(prepared.height, repeats.at))
@@ -476,7 +490,7 @@ def _exact_duplicates(
         return remaining
     reason = pl.concat_str(pl.lit("exact duplicate of row "), pl.col(_FIRST).cast(pl.String))
     outcome.quarantine.append(
-        _quarantine_rows(
+        quarantine_rows(
             repeats.rows, compiled, outcome, pl.lit("duplicate"), pl.lit(None, pl.String), reason
         )
     )
@@ -488,7 +502,7 @@ def _exact_duplicates(
             count=repeats.at.len(),
             message="exact duplicate of an earlier row",
             where=f"contracts.{compiled.source}.exact_duplicates",
-            rows=repeats.rows[_ROW].head(EXAMPLES).to_list(),
+            rows=repeats.rows[ROW].head(EXAMPLES).to_list(),
         )
     )
     return remaining
@@ -500,22 +514,23 @@ def _mask(height: int, at: pl.Series) -> pl.Series:
 
 
 def _unique_keys(
-    judged: pl.DataFrame, compiled: CompiledRules, excluded: pl.Series | None, outcome: _Outcome
+    judged: pl.DataFrame, compiled: CompiledRules, excluded: pl.Series | None, outcome: Outcome
 ) -> pl.Series | None:
     """Quarantine later duplicates of each key among the rows still kept, key by key."""
     for index, key in enumerate(compiled.keys):
-        repeats = _repeats(judged, key, excluded)
+        repeats = find_repeats(judged, key, excluded)
         if repeats is None:
             continue
-        _quarantine_duplicate_keys(repeats.rows, compiled, key, index, outcome)
+        quarantine_duplicate_keys(repeats.rows, compiled, key, index, outcome)
         base = excluded if excluded is not None else _mask(judged.height, repeats.at[:0])
         excluded = base.scatter(repeats.at, True)
     return excluded
 
 
-def _quarantine_duplicate_keys(
-    rows: pl.DataFrame, compiled: CompiledRules, key: list[str], index: int, outcome: _Outcome
+def quarantine_duplicate_keys(
+    rows: pl.DataFrame, compiled: CompiledRules, key: list[str], index: int, outcome: Outcome
 ) -> None:
+    """Quarantine the later duplicates ``rows`` of the ``index``-th unique key, with a finding."""
     values = shown(compiled, key)
     named = [pl.lit(f"{key[0]}="), values.fill_null("null")] if len(key) == 1 else [values]
     reason = pl.concat_str(
@@ -527,9 +542,9 @@ def _quarantine_duplicate_keys(
     )
     column = ", ".join(key)
     outcome.quarantine.append(
-        _quarantine_rows(rows, compiled, outcome, pl.lit("unique"), pl.lit(column), reason)
+        quarantine_rows(rows, compiled, outcome, pl.lit("unique"), pl.lit(column), reason)
     )
-    examples = rows.select(values.head(_SCANNED).unique(maintain_order=True).head(EXAMPLES))
+    examples = rows.select(values.head(SCANNED).unique(maintain_order=True).head(EXAMPLES))
     where = f"contracts.{compiled.source}.unique" + (f"[{index}]" if len(compiled.keys) > 1 else "")
     outcome.findings.append(
         Finding(
@@ -540,7 +555,7 @@ def _quarantine_duplicate_keys(
             message=f"duplicate key ({column})",
             where=where,
             examples=examples.to_series().to_list(),
-            rows=rows[_ROW].head(EXAMPLES).to_list(),
+            rows=rows[ROW].head(EXAMPLES).to_list(),
         )
     )
 
@@ -573,12 +588,12 @@ def _adopted(
     }
 
 
-def _schema_changes(
+def schema_changes(
     compiled: CompiledRules,
     contract: Contract,
     schema: Mapping[str, pl.DataType],
     adopted: Mapping[str, tuple[int, list[str | None]]],
-    outcome: _Outcome,
+    outcome: Outcome,
 ) -> tuple[list[dict[str, str]], list[Finding]]:
     """Every added, missing and retyped column with the decision taken; failures for fail."""
     policy = contract.schema_changes
@@ -652,14 +667,14 @@ def _retyped(
 # --- table rules ---------------------------------------------------------------------
 
 
-def _freshness(
+def freshness(
     kept: pl.DataFrame, compiled: CompiledRules, rule: Freshness | None, now: datetime | None
 ) -> Finding | None:
     """The newest kept value of the timestamp column must be at most ``max_age`` old."""
     if rule is None or (rule.column in compiled.missing and rule.column not in kept.columns):
         return None  # a missing column is reported as a schema change
     where = f"contracts.{compiled.source}.freshness"
-    newest = kept.select(_timestamps(kept, rule.column, where).max()).item()
+    newest = kept.select(timestamps(kept, rule.column, where).max()).item()
     moment = _utc_naive(now or datetime.now(UTC))
     limit = parse_duration(rule.max_age)
     if newest is not None and moment - newest <= limit:
@@ -674,7 +689,7 @@ def _freshness(
     return Finding("freshness", rule.column, rule.severity, 1, message, where, examples)
 
 
-def _timestamps(kept: pl.DataFrame, col: str, where: str) -> pl.Expr:
+def timestamps(kept: pl.DataFrame, col: str, where: str) -> pl.Expr:
     """The column as naive UTC datetimes (naive values are taken as UTC)."""
     if col not in kept.columns:
         raise ContractError(
@@ -698,15 +713,14 @@ def _utc_naive(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
-def _row_count(read: SourceRead, rule: RowCount | None) -> Finding | None:
-    """The number of rows read (parsed or not) must be within ``rows.min``/``rows.max``."""
+def row_count(source: str, n: int, rule: RowCount | None) -> Finding | None:
+    """The ``n`` rows read (parsed or not) must be within ``rows.min``/``rows.max``."""
     if rule is None:
         return None
-    n = read.rows_in
     if rule.min is not None and n < rule.min:
         message = f"{n} rows read, below min {rule.min}"
     elif rule.max is not None and n > rule.max:
         message = f"{n} rows read, above max {rule.max}"
     else:
         return None
-    return Finding("rows", None, rule.severity, 1, message, f"contracts.{read.name}.rows", [str(n)])
+    return Finding("rows", None, rule.severity, 1, message, f"contracts.{source}.rows", [str(n)])

@@ -33,21 +33,22 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import polars as pl
 
 from keelson.data.contracts import (
-    _SCANNED,
     EXAMPLES,
+    ROW,
+    SCANNED,
     Finding,
+    Outcome,
     Validation,
-    _check_reserved,
-    _exact_duplicates,
-    _freshness,
-    _Outcome,
-    _quarantine_duplicate_keys,
-    _quarantine_rows,
-    _repeats,
-    _row_count,
-    _row_findings,
-    _schema_changes,
-    _verdict,
+    check_reserved,
+    exact_duplicates,
+    find_repeats,
+    freshness,
+    quarantine_duplicate_keys,
+    quarantine_rows,
+    row_count,
+    row_findings,
+    schema_changes,
+    verdict,
 )
 from keelson.data.rules import (
     CompiledRules,
@@ -68,7 +69,6 @@ if TYPE_CHECKING:
     from distributed import Client, Future
     from fsspec import AbstractFileSystem
 
-ROW = "_row"  # the row number column, as in keelson.data.contracts
 _HASH = "\x00hash"
 _VERDICT = {meta: f"\x00{meta}" for meta in ("_rule", "_column", "_reason")}
 _GLOB = re.compile(r"[*?\[]")
@@ -162,16 +162,12 @@ class Routing:
             self.verdicts.lazy().rename(_VERDICT), on=ROW, how="left", maintain_order="left"
         )
         found = pl.col(_VERDICT["_rule"]).is_not_null()
-        verdict = _verdict(self.blocking) if self.blocking else (pl.lit(None, pl.String),) * 3
+        fallbacks = verdict(self.blocking) if self.blocking else (pl.lit(None, pl.String),) * 3
         rule, column, reason = (
             pl.when(found).then(pl.col(_VERDICT[meta])).otherwise(fallback)
-            for meta, fallback in zip(_VERDICT, verdict, strict=True)
+            for meta, fallback in zip(_VERDICT, fallbacks, strict=True)
         )
-        # _quarantine_rows is one select: a lazy frame in gives a lazy frame out
-        shaped = _quarantine_rows(
-            cast(pl.DataFrame, rows), self.compiled, _Outcome(self.columns), rule, column, reason
-        )
-        return cast(pl.LazyFrame, shaped)
+        return quarantine_rows(rows, self.compiled, Outcome(self.columns), rule, column, reason)
 
 
 @dataclass(frozen=True)
@@ -182,7 +178,7 @@ class Judged:
     """
 
     compiled: CompiledRules
-    outcome: _Outcome
+    outcome: Outcome
     pieces: Pieces
     routing: Routing
     schema_changes: list[dict[str, str]]
@@ -205,18 +201,18 @@ def judge(
 
     The table rules (freshness, row counts) need the kept rows: the caller adds them.
     """
-    _check_reserved(source, list(schema))
+    check_reserved(source, list(schema))
     adopted = _adopted(pieces, contract, schema)
     compiled = compile_rules(
         contract, schema, source=source, references=references, adopted=adopted
     )
-    outcome = _Outcome(list(schema))
+    outcome = Outcome(list(schema))
     judged = pieces.then(_judge, compiled)
     exact = _exact_duplicate_rows(judged, compiled, contract, outcome)
     blocking = _row_rules(judged, compiled, _live(exact), outcome)
     _unique_key_rows(judged, compiled, _live(exact) & ~_blocked(blocking), outcome)
     routing = Routing(compiled, list(schema), exact, blocking, _verdicts(outcome.quarantine))
-    changes, failures = _schema_changes(compiled, contract, schema, adopted, outcome)
+    changes, failures = schema_changes(compiled, contract, schema, adopted, outcome)
     return Judged(compiled, outcome, judged, routing, changes, failures)
 
 
@@ -276,21 +272,21 @@ def _values_at(frame: pl.LazyFrame, text: pl.Expr, rows: pl.Series) -> pl.LazyFr
 
 
 def _exact_duplicate_rows(
-    pieces: Pieces, compiled: CompiledRules, contract: Contract, outcome: _Outcome
+    pieces: Pieces, compiled: CompiledRules, contract: Contract, outcome: Outcome
 ) -> pl.Series:
-    """Row numbers of exact duplicates; ``_exact_duplicates`` quarantines or drops them."""
+    """Row numbers of exact duplicates; ``exact_duplicates`` quarantines or drops them."""
     if contract.exact_duplicates == "keep" or not outcome.columns:
         return _no_rows()
     key = [raw_name(c) if c in compiled.casts else c for c in outcome.columns]
     candidates = _candidates(pieces, key, pl.lit(True))
     if candidates is None:
         return _no_rows()
-    remaining = _exact_duplicates(candidates, compiled, contract, outcome)
+    remaining = exact_duplicates(candidates, compiled, contract, outcome)
     return candidates[ROW].filter(~candidates[ROW].is_in(remaining[ROW].implode()))
 
 
 def _row_rules(
-    pieces: Pieces, compiled: CompiledRules, live: pl.Expr, outcome: _Outcome
+    pieces: Pieces, compiled: CompiledRules, live: pl.Expr, outcome: Outcome
 ) -> list[tuple[int, RowRule]]:
     """Findings of every row rule on the ``live`` rows; returns the rules that move rows out."""
     if not compiled.rules:
@@ -300,7 +296,7 @@ def _row_rules(
     hits = [(i, rule) for i, rule in enumerate(compiled.rules) if totals[i]]
     if hits:
         sample = pl.concat(pieces.collect(_first_failures, live, [i for i, _ in hits]))
-        outcome.findings += _row_findings(sample, hits, totals)
+        outcome.findings += row_findings(sample, hits, totals)
     return [(i, rule) for i, rule in hits if rule.severity != "warn"]
 
 
@@ -314,21 +310,21 @@ def _first_failures(frame: pl.LazyFrame, live: pl.Expr, rules: list[int]) -> pl.
     Concatenated over the pieces they hold the first failing rows of the whole table.
     """
     judged = frame.filter(live)
-    heads = [judged.filter(pl.col(mask_name(i))).head(_SCANNED) for i in rules]
+    heads = [judged.filter(pl.col(mask_name(i))).head(SCANNED) for i in rules]
     return pl.concat(heads).unique(ROW).sort(ROW)
 
 
 def _unique_key_rows(
-    pieces: Pieces, compiled: CompiledRules, live: pl.Expr, outcome: _Outcome
+    pieces: Pieces, compiled: CompiledRules, live: pl.Expr, outcome: Outcome
 ) -> None:
     """Quarantine later duplicates of each key among the ``live`` rows, key by key."""
     excluded = _no_rows()
     for index, key in enumerate(compiled.keys):
         remaining = live & ~pl.col(ROW).is_in(excluded.implode())
         candidates = _candidates(pieces, key, remaining)
-        repeats = None if candidates is None else _repeats(candidates, key, None)
+        repeats = None if candidates is None else find_repeats(candidates, key, None)
         if repeats is not None:
-            _quarantine_duplicate_keys(repeats.rows, compiled, key, index, outcome)
+            quarantine_duplicate_keys(repeats.rows, compiled, key, index, outcome)
             excluded = pl.concat([excluded, repeats.rows[ROW]])
 
 
@@ -336,7 +332,7 @@ def _candidates(pieces: Pieces, key: list[str], live: pl.Expr) -> pl.DataFrame |
     """The ``live`` rows whose key hash occurs more than once in the table, in row order.
 
     Each piece sends the hash of each row's key (8 bytes a row); the rows that share a
-    hash are few, and ``_repeats`` compares their keys exactly.
+    hash are few, and ``find_repeats`` compares their keys exactly.
     """
     hashes = pl.concat(pieces.collect(_key_hashes, key, live)).to_series().sort()
     repeated = hashes.filter(hashes == hashes.shift(1)).unique()
@@ -428,10 +424,9 @@ def validate_partitioned(
         )
         kept = pl.concat(judged.pieces.collect(judged.routing.kept))
         quarantined = pl.concat(judged.pieces.collect(judged.routing.quarantined))
-    counted = SourceRead(source, pl.DataFrame(height=rows), rejects([]), {})
     table = (
-        _freshness(kept, judged.compiled, contract.freshness, now),
-        _row_count(counted, contract.rows),
+        freshness(kept, judged.compiled, contract.freshness, now),
+        row_count(source, rows, contract.rows),
     )
     return Validation(
         source=source,

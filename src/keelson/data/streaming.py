@@ -20,7 +20,7 @@ from __future__ import annotations
 import codecs
 import tempfile
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,52 +30,39 @@ import polars as pl
 
 from keelson import __version__
 from keelson.data.connectors.files import (
-    _BOM,
-    _IDENTIFIER,
-    _INT,
+    BOM,
     FileInput,
-    _csv_names,
-    _ragged_rows,
+    check_open_quote,
+    csv_names,
+    csv_options,
+    inferred_casts,
+    ragged_rows,
+    type_checks,
 )
 from keelson.data.contracts import (
     META_COLUMNS,
     QUARANTINE_FORMAT,
+    ROW,
     Finding,
+    FindingsMixin,
     Validation,
-    _freshness,
-    _rejected_rows,
-    _row_count,
-    _timestamps,
+    freshness,
+    rejected_rows,
+    row_count,
+    timestamps,
 )
-from keelson.data.executor import ROW, Judged, LazyPieces, judge
-from keelson.data.sources import SourceRead, first_line, rejects
+from keelson.data.executor import Judged, LazyPieces, judge
+from keelson.data.sources import first_line, rejects
 from keelson.errors import SourceError
 from keelson.spec import Contract, FileSource, Freshness
 
 KINDS = ("csv", "parquet")
 _CHUNK = 1 << 20  # bytes read at a time when a CSV file is scanned for quotes and newlines
 _BLOCK = 8 << 20  # bytes of CSV parsed per batch
-Cast = Callable[[pl.Expr], pl.Expr]
-# The connector's type inference (keelson.data.connectors.files.infer_types): a text column
-# becomes the first kind whose check every non-null value passes.
-_INFERENCE: dict[str, tuple[Cast, Cast]] = {
-    "int": (
-        lambda c: c.str.contains(_INT) & c.cast(pl.Int64, strict=False).is_not_null(),
-        lambda c: c.cast(pl.Int64),
-    ),
-    "float": (
-        lambda c: ~c.str.contains(_IDENTIFIER) & c.cast(pl.Float64, strict=False).is_not_null(),
-        lambda c: c.cast(pl.Float64),
-    ),
-    "bool": (
-        lambda c: c.str.to_lowercase().is_in(["true", "false"]),
-        lambda c: c.str.to_lowercase() == "true",
-    ),
-}
 
 
 @dataclass(frozen=True)
-class StreamedValidation:
+class StreamedValidation(FindingsMixin):
     """The outcome of validating one file bigger than memory: two Parquet files and counts.
 
     ``kept_path`` holds the kept rows (the columns of ``Validation.kept``);
@@ -92,14 +79,6 @@ class StreamedValidation:
     removed: int = 0
     findings: list[Finding] = field(default_factory=list)
     schema_changes: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == "warn"]
-
-    @property
-    def failures(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == "fail"]
 
     def outline(self) -> Validation:
         """A :class:`Validation` without the rows: ``kept`` is a frame of no columns (its
@@ -161,16 +140,16 @@ def validate_streaming(
         kept = _lazy(judged).pipe(judged.routing.kept)
         fresh = _streamed_freshness(kept, judged, contract.freshness, now)
         kept_path, quarantine_path = _sink(judged, scanned, out_dir, source)
-        counted = SourceRead(source, pl.DataFrame(height=_count(numbered)), scanned.rejected, {})
+        rows_in = _count(numbered) + scanned.rejected.height
     return StreamedValidation(
         source=source,
         kept_path=kept_path,
         quarantine_path=quarantine_path,
-        rows_in=counted.rows_in,
+        rows_in=rows_in,
         kept=_count(pl.scan_parquet(kept_path)),
         quarantined=_count(pl.scan_parquet(quarantine_path)),
         removed=judged.outcome.removed,
-        findings=judged.findings(fresh, _row_count(counted, contract.rows)),
+        findings=judged.findings(fresh, row_count(source, rows_in, contract.rows)),
         schema_changes=judged.schema_changes,
     )
 
@@ -191,8 +170,7 @@ def _count(frame: pl.LazyFrame) -> int:
 def _sink(judged: Judged, scanned: _Scanned, out_dir: Path, source: str) -> tuple[Path, Path]:
     """Write the kept and the quarantined rows to Parquet files, atomically."""
     frame = _lazy(judged)
-    schema = scanned.frame.collect_schema()
-    unparsed = _rejected_rows(SourceRead(source, pl.DataFrame(schema=schema), scanned.rejected, {}))
+    unparsed = rejected_rows(scanned.rejected, scanned.frame.collect_schema().names())
     quarantined = pl.concat([judged.routing.quarantined(frame), unparsed.lazy()]).select(
         pl.lit(source).alias("_source"), *META_COLUMNS, pl.exclude(*META_COLUMNS)
     )
@@ -243,10 +221,10 @@ def _streamed_freshness(
         return None
     empty = pl.DataFrame(schema=kept.collect_schema())
     if rule.column not in empty.columns:
-        return _freshness(empty, judged.compiled, rule, now)  # missing, or a ContractError
-    timestamps = _timestamps(empty, rule.column, f"contracts.{judged.compiled.source}.freshness")
-    newest = kept.select(timestamps.max().alias(rule.column)).collect(engine="streaming")
-    return _freshness(newest, judged.compiled, rule, now)
+        return freshness(empty, judged.compiled, rule, now)  # missing, or a ContractError
+    values = timestamps(empty, rule.column, f"contracts.{judged.compiled.source}.freshness")
+    newest = kept.select(values.max().alias(rule.column)).collect(engine="streaming")
+    return freshness(newest, judged.compiled, rule, now)
 
 
 # --- inputs ----------------------------------------------------------------------------
@@ -297,9 +275,10 @@ def _check_file(path: Path, source: str) -> None:
 def _scan_csv(path: Path, source: str, spec: FileSource, scratch: Path) -> _Scanned:
     """Parse in batches as the CSV connector does, stage as Parquet, infer the types."""
     inp = _header(path, source, spec)
-    names = _csv_names(inp, inp.data)
+    names = csv_names(inp, inp.data)
     staged, ragged, last = _stage_csv(path, inp, names, scratch / "staged.parquet")
-    _check_quotes(inp, path, last)
+    if last is not None:
+        _check_quotes(inp, path, last)
     frame = pl.scan_parquet(staged)
     return _Scanned(frame.with_columns(_inferred_types(frame)), _ragged_lines(path, ragged))
 
@@ -318,7 +297,7 @@ def _header(path: Path, source: str, spec: FileSource) -> FileInput:
             "it in memory.",
         )
     with path.open("rb") as stream:
-        first = stream.readline().removeprefix(_BOM)
+        first = stream.readline().removeprefix(BOM)
     return FileInput(source, spec, inp.location, first)
 
 
@@ -341,7 +320,7 @@ def _stage_csv(
 
     last = None
     try:
-        reader = pacsv.open_csv(path, **_csv_options(inp, names, on_invalid))
+        reader = pacsv.open_csv(path, **csv_options(inp, names, on_invalid, _BLOCK))
         with pq.ParquetWriter(staged, reader.schema) as writer:
             for batch in reader:  # one iteration per batch of rows
                 writer.write_batch(batch)
@@ -351,50 +330,15 @@ def _stage_csv(
     return staged, ragged, last
 
 
-def _csv_options(inp: FileInput, names: list[str], on_invalid: Any) -> dict[str, Any]:
-    """The Arrow CSV options of :func:`keelson.data.connectors.files.parse_csv`."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    spec = inp.spec
-    return {
-        "read_options": pacsv.ReadOptions(
-            column_names=names, skip_rows=int(spec.has_header), block_size=_BLOCK
-        ),
-        "parse_options": pacsv.ParseOptions(
-            delimiter=spec.separator,
-            quote_char=spec.quote,
-            newlines_in_values=True,
-            invalid_row_handler=on_invalid,
-        ),
-        "convert_options": pacsv.ConvertOptions(
-            column_types=dict.fromkeys(names, pa.string()),
-            null_values=spec.null_values,
-            strings_can_be_null=True,
-        ),
-    }
-
-
-def _check_quotes(inp: FileInput, path: Path, last: dict[str, Any] | None) -> None:
+def _check_quotes(inp: FileInput, path: Path, last: dict[str, Any]) -> None:
     """An opening quote never closed swallows the rest of the file: say so, as in memory."""
-    if last is None:
-        return
     quotes = newlines = 0
     with path.open("rb") as stream:
         for chunk in iter(lambda: stream.read(_CHUNK), b""):
             quotes += chunk.count(inp.spec.quote.encode())
             newlines += chunk.count(b"\n")
-    if quotes % 2 == 0:
-        return
-    for col, value in last.items():
-        if value is not None and "\n" in value:
-            line = newlines - value.count("\n") + 1
-            raise inp.fail(
-                f"an unterminated quote ({inp.spec.quote}) in column {col!r} near line {line} "
-                "runs to the end of the file.",
-                hint="Close the quote, or double a quote inside a quoted field "
-                f"({inp.spec.quote}{inp.spec.quote}).",
-            )
+    if quotes % 2:
+        check_open_quote(inp, last, newlines)
 
 
 def _ragged_lines(path: Path, ragged: list[tuple[int, int, str]]) -> pl.DataFrame:
@@ -417,7 +361,7 @@ def _ragged_lines(path: Path, ragged: list[tuple[int, int, str]]) -> pl.DataFram
         .collect(engine="streaming")
         .with_row_index("_picked", offset=1)
     )
-    numbered = _ragged_rows("\n".join(lines["_line"].to_list()).encode(), ragged)
+    numbered = ragged_rows("\n".join(lines["_line"].to_list()).encode(), ragged)
     at = lines.select(pl.col("_picked").cast(pl.Int64).alias("_row"), pl.col("_at").cast(pl.Int64))
     located = numbered.join(at, on="_row", how="left", maintain_order="left")
     return located.select(pl.col("_at").alias("_row"), "_rule", "_reason", "_raw")
@@ -429,23 +373,10 @@ def _inferred_types(frame: pl.LazyFrame) -> list[pl.Expr]:
     if not text:
         return []
     flags = (
-        frame.select(
-            pl.len().alias("\x00rows"),
-            *(pl.col(c).null_count().alias(f"{c}\x00nulls") for c in text),
-            *(
-                (pl.col(c).is_null() | check(pl.col(c))).all().alias(f"{c}\x00{kind}")
-                for c in text
-                for kind, (check, _) in _INFERENCE.items()
-            ),
-        )
+        frame.select(pl.len().alias("\x00rows"), *type_checks(text))
         .collect(engine="streaming")
         .row(0, named=True)
     )
     if flags["\x00rows"] == 0:
         return []
-    casts = []
-    for col in text:
-        kind = next((k for k in _INFERENCE if flags[f"{col}\x00{k}"]), None)
-        if flags[f"{col}\x00nulls"] < flags["\x00rows"] and kind is not None:
-            casts.append(_INFERENCE[kind][1](pl.col(col)))
-    return casts
+    return inferred_casts(flags, text, flags["\x00rows"])

@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from keelson.data.sources import (
 from keelson.errors import SourceError
 from keelson.spec import FileSource
 
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"  # the UTF-8 byte-order mark
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -149,7 +149,7 @@ def utf8_text(inp: FileInput) -> bytes:
     except UnicodeDecodeError as exc:
         raise _decode_error(inp, codec, exc) from None
     if codec == "utf-8":
-        return inp.data.removeprefix(_BOM)
+        return inp.data.removeprefix(BOM)
     return text.removeprefix("\ufeff").encode("utf-8")
 
 
@@ -173,7 +173,7 @@ def parse_csv(inp: FileInput) -> tuple[pl.DataFrame, pl.DataFrame]:
     import pyarrow.csv as pacsv
 
     data = utf8_text(inp)
-    names = _csv_names(inp, data)
+    names = csv_names(inp, data)
     bad: list[tuple[int, int, str]] = []
 
     def on_invalid(row: Any) -> str:
@@ -181,29 +181,46 @@ def parse_csv(inp: FileInput) -> tuple[pl.DataFrame, pl.DataFrame]:
         return "skip"
 
     try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=int(inp.spec.has_header)),
-            parse_options=pacsv.ParseOptions(
-                delimiter=inp.spec.separator,
-                quote_char=inp.spec.quote,
-                newlines_in_values=True,
-                invalid_row_handler=on_invalid,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()),
-                null_values=inp.spec.null_values,
-                strings_can_be_null=True,
-            ),
-        )
+        table = pacsv.read_csv(io.BytesIO(data), **csv_options(inp, names, on_invalid))
     except pa.ArrowException as exc:
         raise inp.fail(f"is not readable as CSV: {first_line(exc)}") from None
     frame = pl.DataFrame(pl.from_arrow(table))
-    _check_unterminated(inp, data, frame)
-    return infer_types(frame), _ragged_rows(data, bad)
+    if frame.height and data.count(inp.spec.quote.encode()) % 2:
+        check_open_quote(inp, frame.row(-1, named=True), data.count(b"\n"))
+    return infer_types(frame), ragged_rows(data, bad)
 
 
-def _csv_names(inp: FileInput, data: bytes) -> list[str]:
+def csv_options(
+    inp: FileInput,
+    names: list[str],
+    on_invalid: Callable[[Any], str],
+    block_size: int | None = None,
+) -> dict[str, Any]:
+    """The Arrow CSV options: every column as text, ``on_invalid`` for ragged lines."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    spec = inp.spec
+    return {
+        "read_options": pacsv.ReadOptions(
+            column_names=names, skip_rows=int(spec.has_header), block_size=block_size
+        ),
+        "parse_options": pacsv.ParseOptions(
+            delimiter=spec.separator,
+            quote_char=spec.quote,
+            newlines_in_values=True,
+            invalid_row_handler=on_invalid,
+        ),
+        "convert_options": pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()),
+            null_values=spec.null_values,
+            strings_can_be_null=True,
+        ),
+    }
+
+
+def csv_names(inp: FileInput, data: bytes) -> list[str]:
+    """The column names: ``spec.columns``, or those of the header line (checked unique)."""
     end = data.find(b"\n")
     first = (data if end < 0 else data[:end]).rstrip(b"\r").decode()
     if not first.strip():
@@ -228,14 +245,13 @@ def _csv_names(inp: FileInput, data: bytes) -> list[str]:
     return names
 
 
-def _check_unterminated(inp: FileInput, data: bytes, frame: pl.DataFrame) -> None:
-    """An opening quote that is never closed swallows the rest of the file: say so."""
+def check_open_quote(inp: FileInput, last: Mapping[str, Any], newlines: int) -> None:
+    """Raise when a value of the ``last`` parsed row spans lines (call it when the file has
+    an odd number of quotes): an opening quote never closed swallowed the rest of the file."""
     quote = inp.spec.quote
-    if frame.height == 0 or data.count(quote.encode()) % 2 == 0:
-        return
-    for col, value in frame.row(-1, named=True).items():
+    for col, value in last.items():
         if value is not None and "\n" in value:
-            line = data.count(b"\n") - value.count("\n") + 1
+            line = newlines - value.count("\n") + 1
             raise inp.fail(
                 f"an unterminated quote ({quote}) in column {col!r} near line {line} runs to the "
                 "end of the file.",
@@ -243,7 +259,7 @@ def _check_unterminated(inp: FileInput, data: bytes, frame: pl.DataFrame) -> Non
             )
 
 
-def _ragged_rows(data: bytes, bad: list[tuple[int, int, str]]) -> pl.DataFrame:
+def ragged_rows(data: bytes, bad: list[tuple[int, int, str]]) -> pl.DataFrame:
     """Rejected rows for ragged lines, with the 1-based line of each in the file."""
     if not bad:
         return rejects([])
@@ -271,6 +287,22 @@ def _ragged_rows(data: bytes, bad: list[tuple[int, int, str]]) -> pl.DataFrame:
 
 _INT = r"^[+-]?(0|[1-9][0-9]*)$"
 _IDENTIFIER = r"^[+-]?0[0-9]|^[+-]?[0-9]{16,}$"  # "007", 20-digit ids: text, not numbers
+_Cast = Callable[[pl.Expr], pl.Expr]
+# A text column becomes the first kind whose check every non-null value passes: (check, cast).
+_KINDS: dict[str, tuple[_Cast, _Cast]] = {
+    "int": (
+        lambda c: c.str.contains(_INT) & c.cast(pl.Int64, strict=False).is_not_null(),
+        lambda c: c.cast(pl.Int64),
+    ),
+    "float": (
+        lambda c: ~c.str.contains(_IDENTIFIER) & c.cast(pl.Float64, strict=False).is_not_null(),
+        lambda c: c.cast(pl.Float64),
+    ),
+    "bool": (
+        lambda c: c.str.to_lowercase().is_in(["true", "false"]),
+        lambda c: c.str.to_lowercase() == "true",
+    ),
+}
 
 
 def infer_types(frame: pl.DataFrame) -> pl.DataFrame:
@@ -279,32 +311,33 @@ def infer_types(frame: pl.DataFrame) -> pl.DataFrame:
     Identifiers such as ``007`` or 20-digit numbers stay text, so no value is ever lost.
     Dates and timestamps stay text too; a contract's ``type`` parses them.
     """
-    text_cols = [c for c, t in frame.schema.items() if t == pl.String]
-    if not text_cols or frame.height == 0:
+    text = [c for c, t in frame.schema.items() if t == pl.String]
+    if not text or frame.height == 0:
         return frame
-    checks = {
-        "int": lambda c: c.str.contains(_INT) & c.cast(pl.Int64, strict=False).is_not_null(),
-        "float": lambda c: (
-            ~c.str.contains(_IDENTIFIER) & c.cast(pl.Float64, strict=False).is_not_null()
+    flags = frame.select(type_checks(text)).row(0, named=True)
+    return frame.with_columns(inferred_casts(flags, text, frame.height))
+
+
+def type_checks(text: Sequence[str]) -> list[pl.Expr]:
+    """Aggregations over the ``text`` columns that :func:`inferred_casts` decides from."""
+    return [
+        *(pl.col(c).null_count().alias(f"{c}\x00nulls") for c in text),
+        *(
+            (pl.col(c).is_null() | check(pl.col(c))).all().alias(f"{c}\x00{kind}")
+            for c in text
+            for kind, (check, _) in _KINDS.items()
         ),
-        "bool": lambda c: c.str.to_lowercase().is_in(["true", "false"]),
-    }
-    flags = frame.select(
-        (pl.col(c).is_null() | check(pl.col(c))).all().alias(f"{c}\x00{kind}")
-        for c in text_cols
-        for kind, check in checks.items()
-    ).row(0, named=True)
+    ]
+
+
+def inferred_casts(flags: Mapping[str, Any], text: Sequence[str], rows: int) -> list[pl.Expr]:
+    """The casts of the ``text`` columns, from the values of :func:`type_checks` on ``rows``."""
     casts = []
-    for col in text_cols:
-        if frame[col].null_count() == frame.height:
-            continue
-        if flags[f"{col}\x00int"]:
-            casts.append(pl.col(col).cast(pl.Int64))
-        elif flags[f"{col}\x00float"]:
-            casts.append(pl.col(col).cast(pl.Float64))
-        elif flags[f"{col}\x00bool"]:
-            casts.append(pl.col(col).str.to_lowercase() == "true")
-    return frame.with_columns(casts)
+    for col in text:
+        kind = next((k for k in _KINDS if flags[f"{col}\x00{k}"]), None)
+        if flags[f"{col}\x00nulls"] < rows and kind is not None:
+            casts.append(_KINDS[kind][1](pl.col(col)))
+    return casts
 
 
 # --- Parquet and JSON ----------------------------------------------------------
