@@ -1,12 +1,12 @@
 """Two ``keelson serve`` processes behind nginx: kill one under load, no client sees a failure.
 
-The load comes from a separate process (this file run as a script): a few threads post
+The load comes from a separate process (this module run with ``-m``): a few threads post
 single-row inference requests through nginx and record every answer. Mid-load one server
 gets SIGKILL; nginx retries the requests it had in flight on the survivor. nginx's access
 log, which names the upstream(s) of every request, shows who served what.
 
-Run as a script, this file is the load generator:
-``python test_high_availability.py URL PATH --threads 4 --after-kill 150 --max 4000``.
+Run from the repository root, this module is the load generator:
+``python -m tests.e2e.test_high_availability URL PATH --threads 4 --after-kill 150 --max 4000``.
 """
 
 from __future__ import annotations
@@ -23,25 +23,23 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from tests.e2e.servers import (
+    BODY,
+    INFER,
+    free_port,
+    keelson_server,
+    register_toy,
+    stop_process,
+    wait_ready,
+)
 
-MODEL = "toy"
-INFER = f"/v2/models/{MODEL}/infer"
-BODY = {
-    "inputs": [
-        {"name": "age", "shape": [1], "datatype": "INT64", "data": [41]},
-        {"name": "income", "shape": [1], "datatype": "FP64", "data": [52.5]},
-        {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["pro"]},
-    ]
-}
-KEELSON = Path(sys.executable).parent / "keelson"
-START_SECONDS = 180  # two servers importing on two shared cores
+ROOT = Path(__file__).resolve().parents[2]  # the load generator runs as ``-m`` from here
 _LOG_LINE = re.compile(  # balancer.py's log format; $upstream_addr lists every server tried
     r'"POST (?P<path>\S+) [^"]*" (?P<status>\d{3}) \S+ upstream=(?P<upstreams>.*) upstream_status='
 )
@@ -62,31 +60,7 @@ def nginx() -> Path:
 @pytest.fixture
 def served_project(project: Path) -> Path:
     """The test project with the toy classifier registered as ``toy@production``."""
-    from tests.serve.conftest import toy_frame, toy_pipeline
-
-    from keelson.registry import versions as registry
-    from keelson.registry.signature import Signature
-    from keelson.store.store import locate, open_store
-
-    frame, target = toy_frame(300, seed=0)
-    pipeline = toy_pipeline().fit(frame, target)
-    new = registry.NewVersion(
-        name=MODEL,
-        pipeline=pipeline,
-        signature=Signature.from_frame(frame, classes=[str(c) for c in pipeline.classes_]),
-        threshold=0.4,
-        family="hist_gradient_boosting",
-        metrics={},
-        lineage={},
-        dataset_version_id=None,
-        run_id=None,
-    )
-    store = open_store(locate(project))
-    try:
-        version = registry.register(store, new)
-        registry.set_alias(store, MODEL, "production", version.version)
-    finally:
-        store.close()
+    register_toy(project)
     return project
 
 
@@ -166,53 +140,6 @@ def test_balancer_answers_in_the_server_error_shape(nginx: Path, tmp_path: Path)
     assert "limit of 1024 bytes" in too_large.json()["error"]
 
 
-@contextmanager
-def keelson_server(project: Path, tmp_path: Path, index: int) -> Iterator[tuple[Any, str]]:
-    """``keelson serve toy@production`` on a free loopback port; yields (process, host:port)."""
-    port = free_port()
-    log = (tmp_path / f"server-{index}.log").open("wb")
-    command = [str(KEELSON), "serve", f"{MODEL}@production", "--project", str(project)]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        yield process, f"127.0.0.1:{port}"
-    finally:
-        stop_process(process)
-        log.close()
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_ready(base_url: str, process: subprocess.Popen[bytes]) -> None:
-    """Poll ``/v2/health/ready`` until 200; fail at once if ``process`` dies."""
-    deadline = time.monotonic() + START_SECONDS
-    with httpx.Client(base_url=base_url, timeout=5) as client:
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"{process.args} exited with {process.returncode}"
-            try:
-                if client.get("/v2/health/ready").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-    pytest.fail(f"{base_url} was not ready within {START_SECONDS} s")
-
-
 def wait_listening(address: str, process: subprocess.Popen[bytes]) -> None:
     host, port = address.rsplit(":", 1)
     deadline = time.monotonic() + 30
@@ -227,8 +154,19 @@ def wait_listening(address: str, process: subprocess.Popen[bytes]) -> None:
 
 
 def start_load(base_url: str) -> subprocess.Popen[bytes]:
-    command = [sys.executable, __file__, base_url, INFER, "--threads", "4", "--after-kill", "150"]
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    module = "tests.e2e.test_high_availability"
+    command = [
+        sys.executable,
+        "-m",
+        module,
+        base_url,
+        INFER,
+        "--threads",
+        "4",
+        "--after-kill",
+        "150",
+    ]
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
 
 
 def wait_until_both_served(log: Path, addresses: list[str], load: Any, each: int = 10) -> None:

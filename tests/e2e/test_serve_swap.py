@@ -12,36 +12,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.e2e.test_high_availability import BODY, INFER, MODEL, keelson_server, wait_ready
-from tests.serve.conftest import toy_frame, toy_pipeline
+from tests.e2e.servers import BODY, INFER, MODEL, keelson_server, register_toy, wait_ready
 
 from keelson.registry import versions as registry
-from keelson.registry.signature import Signature
 from keelson.store.store import locate, open_store
 
 
 def register_versions(project: Path, count: int) -> None:
-    store = open_store(locate(project))
-    try:
-        for seed in range(count):
-            frame, target = toy_frame(300, seed=seed)
-            pipeline = toy_pipeline().fit(frame, target)
-            registry.register(
-                store,
-                registry.NewVersion(
-                    name=MODEL,
-                    pipeline=pipeline,
-                    signature=Signature.from_frame(frame, [str(c) for c in pipeline.classes_]),
-                    threshold=0.4,
-                    family="hist_gradient_boosting",
-                    metrics={},
-                    lineage={},
-                    dataset_version_id=None,
-                    run_id=None,
-                ),
-            )
-    finally:
-        store.close()
+    for seed in range(count):
+        register_toy(project, seed=seed, alias=False)
 
 
 def move_alias(project: Path, version: int | None) -> None:

@@ -105,7 +105,7 @@ class LoadedModel:
         threshold = decision_threshold(self.pipeline)
         if threshold is not None:
             return (probabilities[:, 1] >= threshold).astype(np.intp)
-        if self.task == "multiclass" and _argmax_rule(self.pipeline):
+        if predicts_most_probable(self.pipeline):
             return np.argmax(probabilities, axis=1)
         return np.searchsorted(self.pipeline.classes_, self.pipeline.predict(frame))
 
@@ -129,10 +129,25 @@ def decision_threshold(pipeline: Any) -> float | None:
     return None
 
 
-def _argmax_rule(pipeline: Any) -> bool:
-    """Multiclass models keelson trains predict the most probable class."""
+def predicts_most_probable(pipeline: Any) -> bool:
+    """Whether ``predict`` is the most probable class (ties to the first): the learners
+    keelson trains, alone, at the end of a pipeline, or blended."""
     from sklearn.pipeline import Pipeline
 
     from keelson.train.blend import BlendClassifier
 
-    return isinstance(pipeline, BlendClassifier | Pipeline)
+    final = pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
+    return isinstance(final, BlendClassifier) or type(final).__name__ in _MOST_PROBABLE
+
+
+_MOST_PROBABLE = frozenset(
+    {
+        "LGBMClassifier",
+        "XGBClassifier",
+        "HistGradientBoostingClassifier",
+        "RandomForestClassifier",
+        "ExtraTreesClassifier",
+        "LogisticRegression",
+        "BalancedBaggingClassifier",
+    }
+)

@@ -148,15 +148,23 @@ def _conformed(column: ColumnSignature, series: pl.Series) -> pl.Series:
 def _fast_series(column: ColumnSignature, values: list[Any]) -> pl.Series | None:
     """The column built without a Python check per value when every value's type is one
     the column takes as it is; None sends the values through the per-value check."""
-    if not set(map(type, values)) <= _TAKEN_AS_IS[column.type]:
+    kinds = set(map(type, values))
+    if not kinds <= _TAKEN_AS_IS[column.type]:
+        return None
+    if column.type == "float64" and float in kinds and not _finite(values, type(None) in kinds):
         return None
     try:
-        series = pl.Series(column.name, values, dtype=_POLARS[column.type], strict=True)
+        return pl.Series(column.name, values, dtype=_POLARS[column.type], strict=True)
     except (TypeError, OverflowError, pl.exceptions.PolarsError):
         return None
-    if column.type == "float64" and not series.is_finite().fill_null(True).all():
-        return None
-    return series
+
+
+def _finite(values: list[Any], nulls: bool) -> bool:
+    """No NaN or infinity among the numbers (a non-finite sum sends them to the slow check)."""
+    try:
+        return math.isfinite(sum(v for v in values if v is not None) if nulls else sum(values))
+    except OverflowError:
+        return False
 
 
 def _fits(data_type: DataType, value: Any) -> bool:

@@ -132,6 +132,8 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         scorer.batcher.start()
+        for variant, source in deployment.follow.items():  # no connection before: each
+            await scorer.holders[variant].check(source)  # worker is ready when it accepts
         every = deployment.settings.follow_seconds
         background = [
             asyncio.create_task(scorer.holders[variant].follow(source, every))

@@ -92,16 +92,21 @@ class ModelHolder:
             listener(model)
 
     async def follow(self, source: StoreSource, every_s: float) -> None:
-        """Load the version ``source`` points to, then keep following it (cancel to stop)."""
+        """Keep following the version ``source`` points to (cancel to stop)."""
         while True:
-            try:
-                await self._check(source)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the store may be down: keep serving what we have
-                logger.exception("could not check '%s'; serving the current version", source.ref)
-                source.close()  # reopened at the next check
+            await self.check(source)
             await asyncio.sleep(every_s if self.ready else min(every_s, 1.0))
+
+    async def check(self, source: StoreSource) -> None:
+        """Swap to the version ``source`` points to if it moved; on failure (the store is
+        down, the alias is missing) keep serving what we have."""
+        try:
+            await self._check(source)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("could not check '%s'; serving the current version", source.ref)
+            source.close()  # reopened at the next check
 
     async def _check(self, source: StoreSource) -> None:
         version = await run_in_threadpool(source.version)

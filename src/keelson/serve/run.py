@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from typing import Any
 
@@ -81,6 +82,7 @@ def run(
     import uvicorn
 
     pin_environment()
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     described = deployment_of(location, settings, model, log_url)
     os.environ[DEPLOYMENT_VARIABLE] = json.dumps(described)
     scheme = "https" if settings.tls_certfile else "http"
@@ -102,6 +104,11 @@ def run(
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        limit_concurrency=settings.max_queue * 4,
         server_header=False,
     )
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    """SIGTERM is the orderly way to stop a server: uvicorn drains, then re-raises it;
+    exit 0 then (as with ``--workers``) instead of dying of the signal."""
+    raise SystemExit(0)

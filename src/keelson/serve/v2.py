@@ -153,7 +153,8 @@ def _add_model_routes(router: APIRouter, path: str, scorer: Scorer) -> None:
             requested_outputs(body.outputs, model)  # 422 before any work
             return model.signature.frame(columns_of(body.inputs, model.signature))
 
-        scored = await scorer.score(frame_of, name, version, request.headers, body.id)
+        request_id = body.id or request.headers.get("x-request-id")
+        scored = await scorer.score(frame_of, name, version, request.headers, request_id)
         wanted = requested_outputs(body.outputs, scored.model)
         response.headers.update(scored.headers())
         return inference_response(scored, wanted)
