@@ -48,7 +48,7 @@ class MicroBatcher:
         self.max_queue = max_queue
         self._queue: deque[_Job] = deque()
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="keelson-predict")
+        self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
         self._concurrent = False
         self.batches = 0
@@ -59,6 +59,7 @@ class MicroBatcher:
         return len(self._queue)
 
     def start(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="keelson-predict")
         self._task = asyncio.get_running_loop().create_task(self._run(), name="keelson-batcher")
 
     async def stop(self) -> None:
@@ -67,7 +68,8 @@ class MicroBatcher:
             await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
     async def predict(self, model: LoadedModel, frame: pl.DataFrame) -> Prediction:
         """``model``'s prediction for ``frame``, scored with whatever else is queued."""
@@ -128,7 +130,8 @@ class MicroBatcher:
             self.on_batch(len(batch))
         try:
             frame = batch[0].frame if len(batch) == 1 else pl.concat([j.frame for j in batch])
-            prediction = await loop.run_in_executor(self._executor, batch[0].model.predict, frame)
+            predict = batch[0].model.predict
+            prediction = await loop.run_in_executor(self._executor, predict, frame)
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0].future, error=exc)
