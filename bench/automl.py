@@ -39,11 +39,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from peer_venvs import PEER_PYTHON, Venv
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNERS = ROOT / "bench" / "automl_runners"
-VENVS = ROOT / "bench" / ".venvs"
-PEER_PYTHON = "3.11"
 TEST_SHARE = 0.25
 EPS = 1e-15
 SAMPLE_S = 0.2
@@ -232,22 +231,6 @@ def scores(labels: np.ndarray, proba: np.ndarray) -> dict[str, float]:
 
 
 # --- tools and runs --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Venv:
-    """A peer's own environment: its packages never enter keelson's lock."""
-
-    name: str
-    packages: tuple[str, ...]
-
-    @property
-    def folder(self) -> Path:
-        return VENVS / self.name
-
-    @property
-    def python(self) -> Path:
-        return self.folder / "bin" / "python"
 
 
 PEER_VENVS = {

@@ -46,17 +46,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from peer_venvs import PEER_PYTHON, VENVS, Venv
 from serving_peers import bentoml_peer, keelson_peer, mlflow_peer, mlserver_peer
 from serving_peers.base import (
-    PEER_PYTHON,
     ROOT,
-    VENVS,
     Endpoint,
     Launch,
     Options,
     ServedModel,
     Server,
-    Venv,
     free_port,
 )
 

@@ -14,30 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from peer_venvs import Venv
 
 ROOT = Path(__file__).resolve().parents[2]
-VENVS = ROOT / "bench" / ".venvs"
-PEER_PYTHON = "3.11"
-
-
-@dataclass(frozen=True)
-class Venv:
-    """A peer's own environment (Python 3.11, uv), with keelson installed editable."""
-
-    name: str
-    packages: tuple[str, ...]
-
-    @property
-    def folder(self) -> Path:
-        return VENVS / self.name
-
-    @property
-    def bin(self) -> Path:
-        return self.folder / "bin"
-
-    @property
-    def python(self) -> Path:
-        return self.bin / "python"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 from tests.deploy.test_bundle import MODEL, project_keys, registered_project
+from tests.e2e.servers import stop_process
 from tests.serve.helpers import ROWS, in_process, v2_body
 
 from keelson.cli.common import open_project_store
@@ -86,12 +87,7 @@ def serving(keelson: Path, bundle: Path, log: Path) -> Iterator[str]:
         wait_until_ready(process, url, log)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
