@@ -1,20 +1,22 @@
-"""Columnar request bodies: Arrow IPC (stream or file) and Parquet, read straight into a
-frame with no per-value Python; for large batches, what JSON costs most on.
+"""Request bodies read in one pass: Arrow IPC (stream or file) and Parquet straight into a
+frame, and JSON parsed and validated by pydantic-core from the bytes.
 
-A route built with :func:`columnar_route` answers JSON bodies as it declares them and
-hands the columnar ones to its ``columnar`` handler; the OpenAPI document lists the
-three media types beside JSON.
+A route built with :func:`body_route` keeps its declared endpoint (the OpenAPI
+document, and the 415 for other media types) but hands columnar bodies to ``columnar``
+and, when given, JSON bodies to ``json`` already validated as its request model.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 
 from keelson.serve.errors import ServeError
 
@@ -28,7 +30,9 @@ OPENAPI_BODY: dict[str, Any] = {
         "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in READERS}
     }
 }
+Model = TypeVar("Model", bound=BaseModel)
 ColumnarHandler = Callable[[Request, pl.DataFrame], Awaitable[Response]]
+JsonHandler = Callable[[Request, Model], Awaitable[Response]]
 
 
 def media_type(request: Request) -> str:
@@ -48,18 +52,34 @@ async def read_frame(request: Request) -> pl.DataFrame:
         ) from None
 
 
-def columnar_route(handle: ColumnarHandler) -> type[APIRoute]:
-    """An APIRoute class sending Arrow/Parquet bodies to ``handle``, JSON to the endpoint."""
+def body_route(
+    columnar: ColumnarHandler, json: tuple[type[Model], JsonHandler[Model]] | None = None
+) -> type[APIRoute]:
+    """An APIRoute class sending Arrow/Parquet bodies to ``columnar`` and JSON bodies, parsed
+    as ``json[0]``, to ``json[1]``; anything else goes to the declared endpoint."""
 
-    class ColumnarRoute(APIRoute):
+    class BodyRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             declared = super().get_route_handler()
 
             async def route(request: Request) -> Response:
-                if media_type(request) in READERS:
-                    return await handle(request, await read_frame(request))
+                media = media_type(request)
+                if media in READERS:
+                    return await columnar(request, await read_frame(request))
+                if json is not None and media == "application/json":
+                    model, handle = json
+                    return await handle(request, parsed(model, await request.body()))
                 return await declared(request)
 
             return route
 
-    return ColumnarRoute
+    return BodyRoute
+
+
+def parsed(model: type[Model], body: bytes) -> Model:
+    """``body`` validated as ``model`` in one pass; errors as FastAPI reports them."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        raise RequestValidationError(errors) from None

@@ -127,9 +127,10 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 
 def _json_message(error: Any) -> str:
-    position = error.get("loc", ("body", "?"))[-1]
     detail = error.get("ctx", {}).get("error", "invalid JSON")
-    return f"the request body is not valid JSON: {detail} (at character {position})."
+    position = error.get("loc", ("body",))[-1]
+    where = "" if position == "body" else f" (at character {position})"
+    return f"the request body is not valid JSON: {detail}{where}."
 
 
 def _clip(text: str) -> str:

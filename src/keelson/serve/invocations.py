@@ -14,8 +14,7 @@ import polars as pl
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, model_validator
 
-from keelson.registry.model import LoadedModel
-from keelson.serve.columnar import OPENAPI_BODY, columnar_route
+from keelson.serve.columnar import OPENAPI_BODY, body_route
 from keelson.serve.errors import ErrorBody, ServeError, error_responses
 from keelson.serve.limits import require_json
 from keelson.serve.scoring import FrameOf, Scored, Scorer
@@ -87,18 +86,16 @@ def invocations_router(scorer: Scorer) -> APIRouter:
     async def invocations(
         request: Request, response: Response, body: InvocationsRequest
     ) -> InvocationsResponse:
-        def frame_of(model: LoadedModel) -> pl.DataFrame:
-            return model.signature.frame(columns_of(body, model.signature.names))
-
-        answered, headers = await answer(scorer, request, frame_of)
+        answered, headers = await answer(scorer, request, body_frame(body))
         response.headers.update(headers)
         return answered
 
+    async def invocations_json(request: Request, body: InvocationsRequest) -> Response:
+        return as_response(*await answer(scorer, request, body_frame(body)))
+
     async def invocations_columnar(request: Request, frame: pl.DataFrame) -> Response:
-        answered, headers = await answer(
-            scorer, request, lambda model: model.signature.conform(frame)
-        )
-        return Response(answered.model_dump_json(), media_type="application/json", headers=headers)
+        conformed: FrameOf = lambda model: model.signature.conform(frame)  # noqa: E731
+        return as_response(*await answer(scorer, request, conformed))
 
     router.add_api_route(
         "/invocations",
@@ -107,10 +104,21 @@ def invocations_router(scorer: Scorer) -> APIRouter:
         summary="Score rows (JSON, or an Arrow/Parquet table)",
         dependencies=[Depends(require_json)],
         responses=error_responses(400, 413, 415, 422, 500, 503),
-        route_class_override=columnar_route(invocations_columnar),
+        route_class_override=body_route(
+            invocations_columnar, (InvocationsRequest, invocations_json)
+        ),
         openapi_extra=OPENAPI_BODY,
     )
     return router
+
+
+def body_frame(body: InvocationsRequest) -> FrameOf:
+    """The frame a model takes from ``body``, whichever of the four shapes it used."""
+    return lambda model: model.signature.frame(columns_of(body, model.signature.names))
+
+
+def as_response(answered: InvocationsResponse, headers: dict[str, str]) -> Response:
+    return Response(answered.model_dump_json(), media_type="application/json", headers=headers)
 
 
 async def answer(

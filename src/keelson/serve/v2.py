@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, StrictInt
 from keelson import __version__
 from keelson.registry.model import LoadedModel, Prediction
 from keelson.registry.signature import V2_DATATYPES, DataType, Signature
-from keelson.serve.columnar import OPENAPI_BODY, columnar_route
+from keelson.serve.columnar import OPENAPI_BODY, body_route
 from keelson.serve.errors import ServeError, error_responses
 from keelson.serve.limits import require_json
 from keelson.serve.scoring import Scored, Scorer
@@ -142,6 +142,19 @@ def _add_model_routes(router: APIRouter, path: str, scorer: Scorer) -> None:
     async def ready(name: str, version: str | None = None) -> ModelReady:
         return ModelReady(name=scorer.model(name, version).name, ready=True)
 
+    async def answer(
+        request: Request, body: InferenceRequest
+    ) -> tuple[InferenceResponse, dict[str, str]]:
+        def frame_of(model: LoadedModel) -> pl.DataFrame:
+            requested_outputs(body.outputs, model)  # 422 before any work
+            return model.signature.frame(columns_of(body.inputs, model.signature))
+
+        name, version = request.path_params["name"], request.path_params.get("version")
+        request_id = body.id or request.headers.get("x-request-id")
+        scored = await scorer.score(frame_of, name, version, request.headers, request_id)
+        wanted = requested_outputs(body.outputs, scored.model)
+        return inference_response(scored, wanted), scored.headers()
+
     async def infer(
         request: Request,
         response: Response,
@@ -149,15 +162,13 @@ def _add_model_routes(router: APIRouter, path: str, scorer: Scorer) -> None:
         name: str,
         version: str | None = None,
     ) -> InferenceResponse:
-        def frame_of(model: LoadedModel) -> pl.DataFrame:
-            requested_outputs(body.outputs, model)  # 422 before any work
-            return model.signature.frame(columns_of(body.inputs, model.signature))
+        answered, headers = await answer(request, body)
+        response.headers.update(headers)
+        return answered
 
-        request_id = body.id or request.headers.get("x-request-id")
-        scored = await scorer.score(frame_of, name, version, request.headers, request_id)
-        wanted = requested_outputs(body.outputs, scored.model)
-        response.headers.update(scored.headers())
-        return inference_response(scored, wanted)
+    async def infer_json(request: Request, body: InferenceRequest) -> Response:
+        answered, headers = await answer(request, body)
+        return Response(answered.model_dump_json(), media_type="application/json", headers=headers)
 
     not_found = error_responses(404, 422, 503)
     router.add_api_route(
@@ -188,7 +199,7 @@ def _add_model_routes(router: APIRouter, path: str, scorer: Scorer) -> None:
         summary="Inference (JSON tensors, or an Arrow/Parquet table of the input columns)",
         dependencies=[Depends(require_json)],
         responses=error_responses(400, 404, 413, 415, 422, 500, 503),
-        route_class_override=columnar_route(infer_columnar),
+        route_class_override=body_route(infer_columnar, (InferenceRequest, infer_json)),
         openapi_extra=OPENAPI_BODY,
     )
 
@@ -277,6 +288,8 @@ def _values(tensor: RequestInput, where: str) -> list[Any]:
 
 def flatten(data: list[Any], where: str) -> list[Any]:
     """Row-major elements of flat or nested tensor data (iterative: no recursion limit)."""
+    if not set(map(type, data)) & {list, dict}:
+        return data  # already flat
     flat: list[Any] = []
     stack = [iter(data)]
     while stack:
