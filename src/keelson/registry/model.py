@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -102,12 +103,17 @@ class LoadedModel:
     def _positions(self, frame: pl.DataFrame, probabilities: np.ndarray) -> np.ndarray:
         """Each row's class position: from the probabilities when the pipeline's own rule
         is known (one model call instead of two), else from ``predict``."""
-        threshold = decision_threshold(self.pipeline)
+        threshold, most_probable = self._label_rule
         if threshold is not None:
             return (probabilities[:, 1] >= threshold).astype(np.intp)
-        if predicts_most_probable(self.pipeline):
+        if most_probable:
             return np.argmax(probabilities, axis=1)
         return np.searchsorted(self.pipeline.classes_, self.pipeline.predict(frame))
+
+    @cached_property
+    def _label_rule(self) -> tuple[float | None, bool]:
+        """(threshold, predicts the most probable class), read once per loaded model."""
+        return decision_threshold(self.pipeline), predicts_most_probable(self.pipeline)
 
 
 def decision_threshold(pipeline: Any) -> float | None:

@@ -87,7 +87,6 @@ def create_app(model: LoadedModel | None = None, deployment: Deployment | None =
         description="Open Inference Protocol v2 REST and MLflow-style /invocations.",
         lifespan=_lifespan(scorer, deployment, logs),
     )
-    app.state.scorer = scorer
     install_error_handlers(app, metrics)
     app.include_router(v2_router(scorer))
     app.include_router(invocations_router(scorer))

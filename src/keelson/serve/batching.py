@@ -51,12 +51,6 @@ class MicroBatcher:
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
         self._concurrent = False
-        self.batches = 0
-        self.requests = 0
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
 
     def start(self) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="keelson-predict")
@@ -124,8 +118,6 @@ class MicroBatcher:
         if not batch:
             return
         loop = asyncio.get_running_loop()
-        self.batches += 1
-        self.requests += len(batch)
         if self.on_batch is not None:
             self.on_batch(len(batch))
         try:

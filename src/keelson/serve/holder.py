@@ -64,10 +64,8 @@ class StoreSource:
 class ModelHolder:
     """The current version of one model, swapped atomically when its alias moves."""
 
-    def __init__(self, load: Callable[[], LoadedModel] | None = None) -> None:
+    def __init__(self) -> None:
         self._model: LoadedModel | None = None
-        self._load_first = load
-        self.swaps = 0
         self.on_swap: list[Callable[[LoadedModel], None]] = []
 
     @property
@@ -87,7 +85,6 @@ class ModelHolder:
         """Warm ``model`` (first predictions are slow), then make it the current one."""
         warm(model)
         self._model = model
-        self.swaps += 1
         for listener in self.on_swap:
             listener(model)
 

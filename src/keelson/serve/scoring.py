@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
@@ -25,7 +24,6 @@ from keelson.serve.metrics import ServeMetrics
 from keelson.serve.traffic import PRIMARY, SHADOW, Route, TrafficPolicy, Variant
 
 logger = logging.getLogger(__name__)
-Columns = dict[str, list[Any]]
 FrameOf = Callable[[LoadedModel], pl.DataFrame]
 
 

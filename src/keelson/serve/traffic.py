@@ -41,10 +41,6 @@ class TrafficPolicy:
         self.percent = percent
         self._random = random.Random(seed)
 
-    @property
-    def variants(self) -> list[Variant]:
-        return [PRIMARY] if self.policy == "none" else [PRIMARY, CHALLENGER]
-
     def route(self, key: str | None = None) -> Route:
         if self.policy == "shadow":
             return Route(PRIMARY, CHALLENGER)
