@@ -38,8 +38,14 @@ def counting(model: LoadedModel) -> tuple[LoadedModel, CountingPipeline]:
     return LoadedModel(model.name, model.version, pipeline, model.signature, None), pipeline
 
 
-def frames(model: LoadedModel, count: int) -> list[Any]:
-    return [model.signature.frame(columns([ROWS[i % len(ROWS)]])) for i in range(count)]
+def frames(model: LoadedModel, count: int, every: int = 3) -> list[Any]:
+    """Requests' rows: checked column lists (as JSON bodies give), every ``every``-th a frame
+    (as Arrow and Parquet bodies give)."""
+    return [
+        model.signature.frame(rows) if i % every == every - 1 else model.signature.rows(rows)
+        for i in range(count)
+        for rows in [columns([ROWS[i % len(ROWS)]])]
+    ]
 
 
 async def predict_all(batcher: MicroBatcher, model: LoadedModel, parts: list[Any]) -> list[Any]:
@@ -52,19 +58,23 @@ async def predict_all(batcher: MicroBatcher, model: LoadedModel, parts: list[Any
         await batcher.stop()
 
 
+@pytest.mark.parametrize("every", [1, 3, 1000], ids=["frames", "mixed", "column-lists"])
 def test_concurrent_requests_share_model_calls_and_get_their_own_rows(
-    model: LoadedModel,
+    model: LoadedModel, every: int
 ) -> None:
     served, pipeline = counting(model)
-    parts = frames(model, 40)
+    parts = frames(model, 40, every)
 
     answers = asyncio.run(predict_all(MicroBatcher(max_wait_s=0.005), served, parts))
 
     assert len(pipeline.calls) < 40 and sum(pipeline.calls) == 40
     for i, answer in enumerate(answers):
         expected = in_process(model, [ROWS[i % len(ROWS)]])
-        np.testing.assert_allclose(answer.probabilities, expected.probabilities, atol=1e-12)
-        assert answer.labels == expected.labels
+        np.testing.assert_allclose(
+            answer.prediction.probabilities, expected.probabilities, atol=1e-12
+        )
+        assert answer.prediction.labels == expected.labels
+        assert answer.frame.equals(model.signature.frame(columns([ROWS[i % len(ROWS)]])))
 
 
 def test_a_batch_respects_its_row_limit(model: LoadedModel) -> None:

@@ -20,16 +20,29 @@ from dataclasses import dataclass
 import polars as pl
 
 from keelson.registry.model import LoadedModel, Prediction
+from keelson.registry.signature import Rows
 from keelson.serve.errors import ServeError
 
 logger = logging.getLogger(__name__)
 
 
+Inputs = Rows | pl.DataFrame
+"""A request's rows: checked column lists (JSON bodies) or a frame (columnar bodies)."""
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """A request's share of a batch: its prediction and its rows as the model saw them."""
+
+    prediction: Prediction
+    frame: pl.DataFrame
+
+
 @dataclass(frozen=True)
 class _Job:
     model: LoadedModel
-    frame: pl.DataFrame
-    future: asyncio.Future[Prediction]
+    inputs: Inputs
+    future: asyncio.Future[Scoring]
 
 
 class MicroBatcher:
@@ -65,8 +78,8 @@ class MicroBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    async def predict(self, model: LoadedModel, frame: pl.DataFrame) -> Prediction:
-        """``model``'s prediction for ``frame``, scored with whatever else is queued."""
+    async def predict(self, model: LoadedModel, inputs: Inputs) -> Scoring:
+        """``model``'s prediction for ``inputs``, scored with whatever else is queued."""
         if len(self._queue) >= self.max_queue:
             raise ServeError(
                 503,
@@ -74,8 +87,8 @@ class MicroBatcher:
                 f"the server has {len(self._queue)} requests waiting, its limit; retry shortly.",
                 retry_after=1,
             )
-        future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Job(model, frame, future))
+        future: asyncio.Future[Scoring] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Job(model, inputs, future))
         self._wakeup.set()
         return await future
 
@@ -108,10 +121,10 @@ class MicroBatcher:
                 self._queue.popleft()
                 continue
             same_model = not batch or job.model is batch[0].model
-            if not same_model or (batch and rows + job.frame.height > self.max_rows):
+            if not same_model or (batch and rows + job.inputs.height > self.max_rows):
                 break
             batch.append(self._queue.popleft())
-            rows += job.frame.height
+            rows += job.inputs.height
         return batch
 
     async def _score(self, batch: list[_Job]) -> None:
@@ -120,10 +133,9 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if self.on_batch is not None:
             self.on_batch(len(batch))
-        try:
-            frame = batch[0].frame if len(batch) == 1 else pl.concat([j.frame for j in batch])
-            predict = batch[0].model.predict
-            prediction = await loop.run_in_executor(self._executor, predict, frame)
+        model, inputs = batch[0].model, [job.inputs for job in batch]
+        try:  # the frame is built on the predict thread too: the event loop stays free
+            frame, prediction = await loop.run_in_executor(self._executor, _predict, model, inputs)
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0].future, error=exc)
@@ -133,18 +145,29 @@ class MicroBatcher:
             return
         start = 0
         for job in batch:
-            stop = start + job.frame.height
-            _settle(job.future, prediction.part(start, stop))
+            stop = start + job.inputs.height
+            _settle(job.future, Scoring(prediction.part(start, stop), frame[start:stop]))
             start = stop
 
 
+def _predict(model: LoadedModel, inputs: list[Inputs]) -> tuple[pl.DataFrame, Prediction]:
+    """One frame of the batch's rows (built once when they all came as lists), predicted."""
+    rows = [part for part in inputs if isinstance(part, Rows)]
+    if len(rows) == len(inputs):
+        frame = Rows.joined(rows).frame()
+    else:
+        frames = [part.frame() if isinstance(part, Rows) else part for part in inputs]
+        frame = frames[0] if len(frames) == 1 else pl.concat(frames)
+    return frame, model.predict(frame)
+
+
 def _rows(batch: list[_Job]) -> int:
-    return sum(job.frame.height for job in batch)
+    return sum(job.inputs.height for job in batch)
 
 
 def _settle(
-    future: asyncio.Future[Prediction],
-    result: Prediction | None = None,
+    future: asyncio.Future[Scoring],
+    result: Scoring | None = None,
     error: BaseException | None = None,
 ) -> None:
     if future.done():

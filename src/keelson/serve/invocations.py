@@ -17,7 +17,7 @@ from pydantic import BaseModel, model_validator
 from keelson.serve.columnar import OPENAPI_BODY, body_route
 from keelson.serve.errors import ErrorBody, ServeError, error_responses
 from keelson.serve.limits import require_json
-from keelson.serve.scoring import FrameOf, Scored, Scorer
+from keelson.serve.scoring import InputsOf, Scored, Scorer
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 Records = list[dict[str, Any]]
@@ -86,15 +86,15 @@ def invocations_router(scorer: Scorer) -> APIRouter:
     async def invocations(
         request: Request, response: Response, body: InvocationsRequest
     ) -> InvocationsResponse:
-        answered, headers = await answer(scorer, request, body_frame(body))
+        answered, headers = await answer(scorer, request, body_inputs(body))
         response.headers.update(headers)
         return answered
 
     async def invocations_json(request: Request, body: InvocationsRequest) -> Response:
-        return as_response(*await answer(scorer, request, body_frame(body)))
+        return as_response(*await answer(scorer, request, body_inputs(body)))
 
     async def invocations_columnar(request: Request, frame: pl.DataFrame) -> Response:
-        conformed: FrameOf = lambda model: model.signature.conform(frame)  # noqa: E731
+        conformed: InputsOf = lambda model: model.signature.conform(frame)  # noqa: E731
         return as_response(*await answer(scorer, request, conformed))
 
     router.add_api_route(
@@ -112,9 +112,9 @@ def invocations_router(scorer: Scorer) -> APIRouter:
     return router
 
 
-def body_frame(body: InvocationsRequest) -> FrameOf:
-    """The frame a model takes from ``body``, whichever of the four shapes it used."""
-    return lambda model: model.signature.frame(columns_of(body, model.signature.names))
+def body_inputs(body: InvocationsRequest) -> InputsOf:
+    """The rows a model takes from ``body``, whichever of the four shapes it used."""
+    return lambda model: model.signature.rows(columns_of(body, model.signature.names))
 
 
 def as_response(answered: InvocationsResponse, headers: dict[str, str]) -> Response:
@@ -122,13 +122,13 @@ def as_response(answered: InvocationsResponse, headers: dict[str, str]) -> Respo
 
 
 async def answer(
-    scorer: Scorer, request: Request, frame_of: FrameOf
+    scorer: Scorer, request: Request, inputs_of: InputsOf
 ) -> tuple[InvocationsResponse, dict[str, str]]:
     """Score with the primary's name (the caller may name the request: ``X-Request-Id``);
     the answer and the headers saying who made it."""
     name = scorer.primary.name
     request_id = request.headers.get("x-request-id")
-    scored = await scorer.score(frame_of, name, None, request.headers, request_id)
+    scored = await scorer.score(inputs_of, name, None, request.headers, request_id)
     return predictions_of(scored), scored.headers()
 
 

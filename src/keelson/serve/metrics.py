@@ -6,9 +6,9 @@ in one process (tests, a router keeping versions hot) never clash.
 
 from __future__ import annotations
 
+import collections
 import time
 
-import numpy as np
 from fastapi import APIRouter, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -102,8 +102,7 @@ class ServeMetrics:
         if prediction.values is not None:
             self.value_sum.labels(variant=variant).inc(float(prediction.values.sum()))
             return
-        names, counts = np.unique(np.asarray(prediction.labels, dtype=object), return_counts=True)
-        for name, count in zip(names.tolist(), counts.tolist(), strict=True):
+        for name, count in collections.Counter(prediction.labels).items():
             self.labels.labels(variant=variant, label=name).inc(count)
 
     def observe_failure(self, variant: str) -> None:

@@ -1,7 +1,8 @@
 """Score a request: pick the variant, build the signature's frame, predict in a batch.
 
 Both protocols (v2 and ``/invocations``, JSON or columnar) hand :meth:`Scorer.score` a
-function turning their body into the frame a given model takes; routing, limits,
+function turning their body into the rows a given model takes (checked column lists or
+a frame); routing, limits,
 batching, the timeout, shadow copies, metrics and the prediction log are shared.
 """
 
@@ -17,14 +18,14 @@ from dataclasses import dataclass
 import polars as pl
 
 from keelson.registry.model import LoadedModel, Prediction
-from keelson.serve.batching import MicroBatcher
+from keelson.serve.batching import Inputs, MicroBatcher, Scoring
 from keelson.serve.errors import ServeError
 from keelson.serve.holder import ModelHolder
 from keelson.serve.metrics import ServeMetrics
 from keelson.serve.traffic import PRIMARY, SHADOW, Route, TrafficPolicy, Variant
 
 logger = logging.getLogger(__name__)
-FrameOf = Callable[[LoadedModel], pl.DataFrame]
+InputsOf = Callable[[LoadedModel], Inputs]
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Scorer:
 
     async def score(
         self,
-        frame_of: FrameOf,
+        inputs_of: InputsOf,
         name: str,
         version: str | None = None,
         headers: Mapping[str, str] | None = None,
@@ -103,9 +104,9 @@ class Scorer:
             self._variant(name, None)
             route = self.policy.route((headers or {}).get(self.key_header))
         request_id = request_id or str(uuid.uuid4())
-        scored = await self._score(frame_of, route.answer, request_id)
+        scored = await self._score(inputs_of, route.answer, request_id)
         if route.shadow is not None:
-            self._shadow(frame_of, route.shadow, request_id)
+            self._shadow(inputs_of, route.shadow, request_id)
         return scored
 
     async def stop(self) -> None:
@@ -135,7 +136,7 @@ class Scorer:
 
     async def _score(
         self,
-        frame_of: FrameOf,
+        inputs_of: InputsOf,
         variant: Variant,
         request_id: str,
         label: Variant | None = None,
@@ -144,35 +145,35 @@ class Scorer:
         label = label or variant
         model = self.holders[variant].model  # taken once: a swap does not touch this request
         started = time.perf_counter()
-        frame = self._checked(frame_of(model))
+        inputs = self._checked(inputs_of(model))
         try:
-            prediction = await self._predict(model, frame)
+            scoring = await self._predict(model, inputs)
         except ServeError:
             self.metrics.observe_failure(label)
             raise
         seconds = time.perf_counter() - started
-        scored = Scored(request_id, label, model, frame, prediction, seconds)
-        self.metrics.observe_prediction(label, prediction, seconds)
+        scored = Scored(request_id, label, model, scoring.frame, scoring.prediction, seconds)
+        self.metrics.observe_prediction(label, scoring.prediction, seconds)
         for listener in self.listeners:
             listener(scored)
         return scored
 
-    def _checked(self, frame: pl.DataFrame) -> pl.DataFrame:
-        if frame.height > self.limits.max_rows:
+    def _checked(self, inputs: Inputs) -> Inputs:
+        if inputs.height > self.limits.max_rows:
             raise ServeError(
                 413,
                 "too_many_rows",
-                f"the request has {frame.height} rows; the limit is {self.limits.max_rows} rows "
+                f"the request has {inputs.height} rows; the limit is {self.limits.max_rows} rows "
                 "per request. Split it into smaller batches.",
             )
-        if frame.height == 0:
+        if inputs.height == 0:
             raise ServeError(422, "no_rows", "the request has no rows; send at least one.")
-        return frame
+        return inputs
 
-    async def _predict(self, model: LoadedModel, frame: pl.DataFrame) -> Prediction:
+    async def _predict(self, model: LoadedModel, inputs: Inputs) -> Scoring:
         try:
             return await asyncio.wait_for(
-                self.batcher.predict(model, frame), timeout=self.limits.timeout_s
+                self.batcher.predict(model, inputs), timeout=self.limits.timeout_s
             )
         except TimeoutError:
             raise ServeError(
@@ -190,10 +191,10 @@ class Scorer:
                 500, "prediction_failed", "prediction failed; the server log has the details."
             ) from exc
 
-    def _shadow(self, frame_of: FrameOf, variant: Variant, request_id: str) -> None:
+    def _shadow(self, inputs_of: InputsOf, variant: Variant, request_id: str) -> None:
         async def copy() -> None:
             try:
-                await self._score(frame_of, variant, request_id, label=SHADOW)
+                await self._score(inputs_of, variant, request_id, label=SHADOW)
             except Exception:  # a shadow copy never affects the answer
                 logger.warning("the shadow copy of request %s failed", request_id)
 

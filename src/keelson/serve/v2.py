@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, StrictInt
 
 from keelson import __version__
 from keelson.registry.model import LoadedModel, Prediction
-from keelson.registry.signature import V2_DATATYPES, DataType, Signature
+from keelson.registry.signature import V2_DATATYPES, DataType, Rows, Signature
 from keelson.serve.columnar import OPENAPI_BODY, body_route
 from keelson.serve.errors import ServeError, error_responses
 from keelson.serve.limits import require_json
@@ -145,13 +145,13 @@ def _add_model_routes(router: APIRouter, path: str, scorer: Scorer) -> None:
     async def answer(
         request: Request, body: InferenceRequest
     ) -> tuple[InferenceResponse, dict[str, str]]:
-        def frame_of(model: LoadedModel) -> pl.DataFrame:
+        def inputs_of(model: LoadedModel) -> Rows:
             requested_outputs(body.outputs, model)  # 422 before any work
-            return model.signature.frame(columns_of(body.inputs, model.signature))
+            return model.signature.rows(columns_of(body.inputs, model.signature))
 
         name, version = request.path_params["name"], request.path_params.get("version")
         request_id = body.id or request.headers.get("x-request-id")
-        scored = await scorer.score(frame_of, name, version, request.headers, request_id)
+        scored = await scorer.score(inputs_of, name, version, request.headers, request_id)
         wanted = requested_outputs(body.outputs, scored.model)
         return inference_response(scored, wanted), scored.headers()
 
@@ -288,8 +288,8 @@ def _values(tensor: RequestInput, where: str) -> list[Any]:
 
 def flatten(data: list[Any], where: str) -> list[Any]:
     """Row-major elements of flat or nested tensor data (iterative: no recursion limit)."""
-    if not set(map(type, data)) & {list, dict}:
-        return data  # already flat
+    if not data or not isinstance(data[0], list | dict):
+        return data  # flat (a nested value further on fails the column's type check)
     flat: list[Any] = []
     stack = [iter(data)]
     while stack:
