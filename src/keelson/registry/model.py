@@ -82,7 +82,9 @@ class LoadedModel:
         return "binary" if classes == 2 else "multiclass"
 
     def predict(self, frame: pl.DataFrame) -> Prediction:
-        frame = frame.select(self.signature.names)
+        names = self.signature.names
+        if frame.columns != names:  # a frame built from the signature is in order already
+            frame = frame.select(names)
         if self.task == "regression":
             values = np.asarray(self.pipeline.predict(frame), dtype=np.float64)
             return Prediction.of_values(values.reshape(frame.height))
