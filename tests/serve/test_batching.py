@@ -117,3 +117,20 @@ def test_a_full_queue_answers_503_with_retry_after(model: LoadedModel) -> None:
 
     [error] = asyncio.run(overflow())
     assert error.status_code == 503 and error.headers == {"Retry-After": "1"}
+
+
+def test_stop_finishes_what_is_queued_then_refuses_with_503(model: LoadedModel) -> None:
+    async def stop_under_load() -> tuple[list[Any], ServeError]:
+        batcher = MicroBatcher(max_wait_s=0.005)
+        batcher.start()
+        queued = [asyncio.ensure_future(batcher.predict(model, p)) for p in frames(model, 30)]
+        await asyncio.sleep(0)  # every request is queued before the stop
+        await batcher.stop()
+        with pytest.raises(ServeError) as refused:
+            await batcher.predict(model, frames(model, 1)[0])
+        return [task.result() for task in queued], refused.value
+
+    answers, refused = asyncio.run(stop_under_load())
+
+    assert len(answers) == 30 and all(a.prediction.rows == 1 for a in answers)
+    assert refused.status_code == 503 and refused.headers == {"Retry-After": "1"}

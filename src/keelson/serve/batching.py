@@ -64,22 +64,27 @@ class MicroBatcher:
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
         self._concurrent = False
+        self._stopping = False
 
     def start(self) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="keelson-predict")
         self._task = asyncio.get_running_loop().create_task(self._run(), name="keelson-batcher")
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the thread."""
-        while self._queue:
-            await asyncio.sleep(0.005)
+        """Finish what is queued, then stop the thread; later requests get a 503."""
+        self._stopping = True
+        self._wakeup.set()
         if self._task is not None:
-            self._task.cancel()
+            await self._task
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
     async def predict(self, model: LoadedModel, inputs: Inputs) -> Scoring:
         """``model``'s prediction for ``inputs``, scored with whatever else is queued."""
+        if self._stopping:
+            raise ServeError(
+                503, "shutting_down", "the server is shutting down; retry shortly.", retry_after=1
+            )
         if len(self._queue) >= self.max_queue:
             raise ServeError(
                 503,
@@ -93,7 +98,7 @@ class MicroBatcher:
         return await future
 
     async def _run(self) -> None:
-        while True:
+        while self._queue or not self._stopping:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:

@@ -14,7 +14,7 @@ import polars as pl
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, model_validator
 
-from keelson.serve.columnar import OPENAPI_BODY, body_route
+from keelson.serve.bodies import OPENAPI_BODY, body_route
 from keelson.serve.errors import ErrorBody, ServeError, error_responses
 from keelson.serve.limits import require_json
 from keelson.serve.scoring import InputsOf, Scored, Scorer

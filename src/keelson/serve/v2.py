@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, StrictInt
 from keelson import __version__
 from keelson.registry.model import LoadedModel, Prediction
 from keelson.registry.signature import V2_DATATYPES, DataType, Rows, Signature
-from keelson.serve.columnar import OPENAPI_BODY, body_route
+from keelson.serve.bodies import OPENAPI_BODY, body_route
 from keelson.serve.errors import ServeError, error_responses
 from keelson.serve.limits import require_json
 from keelson.serve.scoring import Scored, Scorer
