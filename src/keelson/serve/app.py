@@ -9,6 +9,7 @@ variant is loaded and warmed.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -122,7 +123,16 @@ def _protect(app: FastAPI, deployment: Deployment, metrics: ServeMetrics) -> Non
 def _holder(variant: Variant, metrics: ServeMetrics) -> ModelHolder:
     holder = ModelHolder()
     holder.on_swap.append(lambda model: metrics.serving(variant, model))
+    holder.on_swap.append(_spare_from_collector)
     return holder
+
+
+def _spare_from_collector(model: LoadedModel) -> None:
+    """Move every object alive now (the libraries, the model just loaded) out of the
+    cyclic garbage collector's reach. A full collection otherwise walks them all: 200-300 ms
+    pauses every few seconds under load, the whole p99, on a 2-core machine. Reference
+    counting still frees a frozen object; only a cycle among them would stay."""
+    gc.freeze()
 
 
 def _lifespan(
