@@ -109,6 +109,8 @@ class InferenceResponse(BaseModel):
 
 def v2_router(scorer: Scorer) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["v2"])
+    _add_model_routes(router, "/models/{name}", scorer)  # first: inference is matched first
+    _add_model_routes(router, "/models/{name}/versions/{version}", scorer)
 
     @router.get("/health/live", summary="Server liveness")
     async def live() -> ServerLive:
@@ -128,8 +130,6 @@ def v2_router(scorer: Scorer) -> APIRouter:
     async def metadata() -> ServerMetadata:
         return ServerMetadata(name="keelson", version=__version__, extensions=[])
 
-    _add_model_routes(router, "/models/{name}", scorer)
-    _add_model_routes(router, "/models/{name}/versions/{version}", scorer)
     return router
 
 
@@ -170,14 +170,6 @@ def _add_model_routes(router: APIRouter, path: str, scorer: Scorer) -> None:
         answered, headers = await answer(request, body)
         return Response(answered.model_dump_json(), media_type="application/json", headers=headers)
 
-    not_found = error_responses(404, 422, 503)
-    router.add_api_route(
-        path, metadata, methods=["GET"], summary="Model metadata", responses=not_found
-    )
-    router.add_api_route(
-        f"{path}/ready", ready, methods=["GET"], summary="Model readiness", responses=not_found
-    )
-
     async def infer_columnar(request: Request, frame: pl.DataFrame) -> Response:
         name, version = request.path_params["name"], request.path_params.get("version")
         scored = await scorer.score(
@@ -201,6 +193,13 @@ def _add_model_routes(router: APIRouter, path: str, scorer: Scorer) -> None:
         responses=error_responses(400, 404, 413, 415, 422, 500, 503),
         route_class_override=body_route(infer_columnar, (InferenceRequest, infer_json)),
         openapi_extra=OPENAPI_BODY,
+    )
+    not_found = error_responses(404, 422, 503)
+    router.add_api_route(
+        path, metadata, methods=["GET"], summary="Model metadata", responses=not_found
+    )
+    router.add_api_route(
+        f"{path}/ready", ready, methods=["GET"], summary="Model readiness", responses=not_found
     )
 
 
@@ -246,42 +245,52 @@ def requested_outputs(outputs: list[RequestOutput] | None, model: LoadedModel) -
 
 def columns_of(inputs: list[RequestInput], signature: Signature) -> dict[str, list[Any]]:
     """One column per input tensor the signature knows; other tensors are ignored."""
-    types = {column.name: column.type for column in signature.inputs}
+    types = signature.types
     columns: dict[str, list[Any]] = {}
     for position, tensor in enumerate(inputs):
-        where = f"inputs[{position}] ('{tensor.name}')"
         if tensor.name in columns:
-            raise ServeError(422, "duplicate_input", f"{where}: the input is sent twice.")
-        if tensor.name in types:
-            _check_datatype(tensor, types[tensor.name], where)
-            columns[tensor.name] = _values(tensor, where)
+            raise ServeError(
+                422, "duplicate_input", f"{_where(tensor, position)}: the input is sent twice."
+            )
+        expected = types.get(tensor.name)
+        if expected is not None:
+            if tensor.datatype not in _ACCEPTED[expected]:
+                raise _datatype_mismatch(tensor, position, expected)
+            columns[tensor.name] = _values(tensor, position)
     return columns
 
 
-def _check_datatype(tensor: RequestInput, expected: DataType, where: str) -> None:
-    if tensor.datatype not in _ACCEPTED[expected]:
-        raise ServeError(
-            422,
-            "datatype_mismatch",
-            f"{where}: datatype {tensor.datatype} does not fit the column's type {expected}; "
-            f"send one of {sorted(_ACCEPTED[expected])}.",
-        )
+def _where(tensor: RequestInput, position: int) -> str:
+    return f"inputs[{position}] ('{tensor.name}')"
 
 
-def _values(tensor: RequestInput, where: str) -> list[Any]:
+def _datatype_mismatch(tensor: RequestInput, position: int, expected: DataType) -> ServeError:
+    return ServeError(
+        422,
+        "datatype_mismatch",
+        f"{_where(tensor, position)}: datatype {tensor.datatype} does not fit the column's "
+        f"type {expected}; send one of {sorted(_ACCEPTED[expected])}.",
+    )
+
+
+def _values(tensor: RequestInput, position: int) -> list[Any]:
     shape = tensor.shape
     if len(shape) not in (1, 2) or shape[1:] not in ([], [1]):
         raise ServeError(
             422,
             "shape_mismatch",
-            f"{where}: shape must be [rows] or [rows, 1] (one tensor per column); got {shape}.",
+            f"{_where(tensor, position)}: shape must be [rows] or [rows, 1] (one tensor per "
+            f"column); got {shape}.",
         )
-    values = flatten(tensor.data, where)
-    if len(values) != math.prod(shape):
+    values = tensor.data
+    if values and isinstance(values[0], list | dict):  # nested: [[v], [v], ...]
+        values = flatten(values, _where(tensor, position))
+    if len(values) != shape[0]:
         raise ServeError(
             422,
             "shape_mismatch",
-            f"{where}: shape {shape} holds {math.prod(shape)} elements but data has {len(values)}.",
+            f"{_where(tensor, position)}: shape {shape} holds {math.prod(shape)} elements but "
+            f"data has {len(values)}.",
         )
     return values
 
