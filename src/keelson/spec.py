@@ -554,6 +554,11 @@ class Serve(_Section):
     timeout_seconds: float = Field(10.0, gt=0.0, description="A request waits this long at most.")
     max_queue: int = Field(512, ge=1, description="Requests waiting at most; 503 beyond.")
     batching: Batching = Field(default_factory=Batching)
+    compiled: bool = Field(
+        True,
+        description="Answer the model's tree ensembles (LightGBM, XGBoost, random forests, "
+        "extra trees) with ONNX Runtime where they match the pipeline to 1e-6.",
+    )
     follow_seconds: float = Field(2.0, gt=0.0, description="How often the alias is checked.")
     traffic: Traffic = Field(default_factory=Traffic)
     prediction_log: PredictionLogSpec = Field(default_factory=PredictionLogSpec)

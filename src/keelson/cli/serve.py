@@ -22,6 +22,9 @@ def serve(
     batch_wait_ms: float | None = typer.Option(
         None, min=0.0, help="Under concurrent load, wait this long to batch requests."
     ),
+    compiled: bool | None = typer.Option(
+        None, help="Tree ensembles by ONNX Runtime where exact (serve.compiled; default on)."
+    ),
     allow_public_without_auth: bool = typer.Option(
         False, help="Bind beyond loopback with auth 'none' (behind your own gateway)."
     ),
@@ -51,6 +54,7 @@ def serve(
         tls_keyfile=str(tls_keyfile) if tls_keyfile else None,
         allow_public_without_auth=allow_public_without_auth or None,
         batching={"max_wait_ms": batch_wait_ms} if batch_wait_ms is not None else None,
+        compiled=compiled,
     )
     public = not is_loopback(settings.host)
     if public and settings.auth == "none" and not settings.allow_public_without_auth:

@@ -65,6 +65,7 @@ class LoadedModel:
     pipeline: Any
     signature: Signature
     threshold: float | None = None
+    runtime: str = "scikit-learn"  # or "onnxruntime": see keelson.serve.compiled
 
     def __post_init__(self) -> None:
         if len(self.signature.classes) == 1:
@@ -157,5 +158,6 @@ _MOST_PROBABLE = frozenset(
         "ExtraTreesClassifier",
         "LogisticRegression",
         "BalancedBaggingClassifier",
+        "CompiledTrees",  # keelson.serve.compiled: a classifier's predict is its argmax
     }
 )

@@ -61,7 +61,9 @@ def create_app(model: LoadedModel | None = None, deployment: Deployment | None =
         raise ValueError("a deployment needs a primary model, loaded or followed")
     settings = deployment.settings
     metrics = ServeMetrics()
-    holders = {variant: _holder(variant, metrics) for variant in deployment.variants}
+    holders = {
+        variant: _holder(variant, metrics, settings.compiled) for variant in deployment.variants
+    }
     for variant, loaded in deployment.models.items():
         holders[variant].set(loaded)
     policy = TrafficPolicy(
@@ -120,8 +122,8 @@ def _protect(app: FastAPI, deployment: Deployment, metrics: ServeMetrics) -> Non
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
 
 
-def _holder(variant: Variant, metrics: ServeMetrics) -> ModelHolder:
-    holder = ModelHolder()
+def _holder(variant: Variant, metrics: ServeMetrics, compiled: bool) -> ModelHolder:
+    holder = ModelHolder(compiled)
     holder.on_swap.append(lambda model: metrics.serving(variant, model))
     holder.on_swap.append(_spare_from_collector)
     return holder

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from keelson.registry.model import LoadedModel
 from keelson.registry.signature import Signature
+from keelson.serve.compiled import compile_model
 from keelson.serve.errors import ServeError
 from keelson.serve.threads import single_threaded
 
@@ -64,7 +65,8 @@ class StoreSource:
 class ModelHolder:
     """The current version of one model, swapped atomically when its alias moves."""
 
-    def __init__(self) -> None:
+    def __init__(self, compiled: bool = False) -> None:
+        self.compiled = compiled  # tree ensembles by ONNX Runtime where exact
         self._model: LoadedModel | None = None
         self.on_swap: list[Callable[[LoadedModel], None]] = []
 
@@ -82,7 +84,10 @@ class ModelHolder:
         return self._model
 
     def set(self, model: LoadedModel) -> None:
-        """Warm ``model`` (first predictions are slow), then make it the current one."""
+        """Compile (if asked) and warm ``model`` (first predictions are slow), then make it
+        the current one."""
+        if self.compiled:
+            model = compiled(model)
         warm(model)
         self._model = model
         for listener in self.on_swap:
@@ -118,6 +123,17 @@ def _loaded(source: StoreSource, version: int) -> LoadedModel:
     model = source.load(version)
     single_threaded(model.pipeline)
     return model
+
+
+def compiled(model: LoadedModel) -> LoadedModel:
+    """``model`` with its tree ensembles compiled where they match (else as it is)."""
+    try:
+        compilation = compile_model(model, placeholder_rows(model.signature, WARM_ROWS))
+    except Exception:
+        logger.exception("could not compile '%s' version %s", model.name, model.version)
+        return model
+    logger.info("'%s' version %s: %s", model.name, model.version, compilation.summary())
+    return compilation.model
 
 
 def warm(model: LoadedModel) -> None:

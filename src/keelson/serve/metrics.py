@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keelson.registry.model import LoadedModel, Prediction
 
+RUNTIMES = ("scikit-learn", "onnxruntime")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -57,6 +58,13 @@ class ServeMetrics:
             "keelson_model_version",
             "The model version each variant serves.",
             ["variant", "name"],
+            registry=self.registry,
+        )
+        self.runtime = Gauge(
+            "keelson_model_runtime",
+            "1 for what answers each variant's model: scikit-learn (the pipeline as trained) "
+            "or onnxruntime (its tree ensembles compiled), 0 for the other.",
+            ["variant", "runtime"],
             registry=self.registry,
         )
         self.scored = Counter(
@@ -110,6 +118,8 @@ class ServeMetrics:
 
     def serving(self, variant: str, model: LoadedModel) -> None:
         self.version.labels(variant=variant, name=model.name).set(model.version)
+        for runtime in RUNTIMES:
+            self.runtime.labels(variant=variant, runtime=runtime).set(model.runtime == runtime)
 
     def count_error(self, reason: str) -> None:
         self.errors.labels(reason=reason).inc()

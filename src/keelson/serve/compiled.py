@@ -1,0 +1,281 @@
+"""Compiled tree ensembles: the model's LightGBM, XGBoost and scikit-learn forests answered
+by ONNX Runtime, used only where they match the pipeline.
+
+The preprocessing, calibration and blending around an ensemble stay as they are; each
+ensemble inside the fitted pipeline is converted to ONNX (onnxmltools, skl2onnx) and
+checked against the original on probe rows built from its own split points (both sides
+of every split, zeros; missing values apart), then the whole model on placeholder rows. An
+ensemble whose outputs differ by more than :data:`TOLERANCE` (ONNX trees compare in
+float32), or that fails to convert, is served as it was; the reason is logged. (A value
+within one float32 step of a split point can still take the other branch: the probes
+cannot rule that out, real data next to never holds such a value.)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from keelson.registry.model import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+TOLERANCE = 1e-6  # largest difference allowed: absolute for probabilities, relative for values
+PROBE_ROWS = 2048
+RUNTIME = "onnxruntime"
+_CONVERTED = {
+    "LGBMClassifier": "lightgbm",
+    "LGBMRegressor": "lightgbm",
+    "XGBClassifier": "xgboost",
+    "XGBRegressor": "xgboost",
+    "RandomForestClassifier": "sklearn",
+    "RandomForestRegressor": "sklearn",
+    "ExtraTreesClassifier": "sklearn",
+    "ExtraTreesRegressor": "sklearn",
+}  # HistGradientBoosting: skl2onnx 1.20 cannot build its nodes
+_TREE_OPS = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor"})
+
+
+class CompiledTrees(BaseEstimator):
+    """A fitted ensemble's ``predict_proba`` / ``predict``, run by ONNX Runtime on one thread.
+
+    Until :attr:`missing_exact` is set, a batch holding a missing value goes to the
+    original (converters may send NaN down another branch than the library does)."""
+
+    def __init__(self, original: Any, onnx_model: bytes) -> None:
+        self.original = original
+        self.missing_exact = False
+        self.source = type(original).__name__
+        self.n_features_in_: int = original.n_features_in_
+        classes = getattr(original, "classes_", None)
+        self.classes_ = None if classes is None else np.asarray(classes)
+        self.onnx_model = onnx_model
+        self._start()
+
+    def _start(self) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # the converters' fixed label shape warns on every run
+        self._session = ort.InferenceSession(
+            self.onnx_model, options, providers=["CPUExecutionProvider"]
+        )
+        outputs = self._session.get_outputs()
+        self._input = self._session.get_inputs()[0].name
+        self._output = outputs[-1 if self.classes_ is not None else 0].name  # probabilities
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:  # noqa: N803
+        return f"CompiledTrees({self.source}, onnxruntime)"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_session"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._start()
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def fit(self, X: Any, y: Any) -> CompiledTrees:  # noqa: N803
+        raise TypeError("a compiled ensemble is not refitted: fit the original pipeline")
+
+    def predict_proba(self, X: Any, **_: Any) -> np.ndarray:  # noqa: N803
+        return self._run(X)
+
+    def predict(self, X: Any, **_: Any) -> np.ndarray:  # noqa: N803
+        output = self._run(X)
+        if self.classes_ is None:
+            return output.reshape(-1)
+        return self.classes_[np.argmax(output, axis=1)]
+
+    def _run(self, X: Any) -> np.ndarray:  # noqa: N803
+        values = np.ascontiguousarray(X, dtype=np.float32)
+        if not self.missing_exact and np.isnan(values).any():
+            return self._original(X)
+        answer = self._session.run([self._output], {self._input: values})[0]
+        return np.asarray(answer, dtype=np.float64)
+
+    def _original(self, X: Any) -> np.ndarray:  # noqa: N803
+        if self.classes_ is None:
+            return np.asarray(self.original.predict(X), dtype=np.float64).reshape(-1, 1)
+        return np.asarray(self.original.predict_proba(X), dtype=np.float64)
+
+
+@dataclass
+class Compilation:
+    """What :func:`compile_model` did: the model to serve, and per ensemble what happened."""
+
+    model: LoadedModel
+    compiled: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # "LGBMClassifier: why"
+    max_difference: float = 0.0
+
+    def summary(self) -> str:
+        done = f"compiled {', '.join(self.compiled)}" if self.compiled else "nothing compiled"
+        kept = f"; kept {'; '.join(self.kept)}" if self.kept else ""
+        return f"{done} (largest difference {self.max_difference:.1e}){kept}"
+
+
+def compile_model(model: LoadedModel, placeholder: Any = None) -> Compilation:
+    """``model`` with each convertible ensemble answered by ONNX Runtime where it matches;
+    ``placeholder`` (a frame in the signature) checks the whole model once more."""
+    result = Compilation(model)
+    compile_part = lambda part: _compiled(part, result)  # noqa: E731
+    pipeline = compile_part(copy.deepcopy(model.pipeline))
+    _replace_ensembles(pipeline, compile_part)
+    if not result.compiled:
+        return result
+    compiled = dataclasses.replace(model, pipeline=pipeline, runtime=RUNTIME)
+    if placeholder is not None:
+        difference = _difference(model, compiled, placeholder)
+        if difference is None or difference > TOLERANCE:
+            result.kept.append(f"the whole model differs on placeholder rows ({difference})")
+            result.compiled.clear()
+            return result
+        result.max_difference = max(result.max_difference, difference)
+    result.model = compiled
+    return result
+
+
+def _compiled(part: Any, result: Compilation) -> Any:
+    """``part`` compiled if it is a convertible ensemble that matches, else ``part``."""
+    name = type(part).__name__
+    if name not in _CONVERTED:
+        return part
+    try:
+        onnx_model = _to_onnx(part)
+        compiled = CompiledTrees(part, onnx_model.SerializeToString())
+        probes = probe_rows(onnx_model, part)
+        difference = _largest_difference(part, compiled, probes)
+        compiled.missing_exact = True  # to measure the runtime itself on missing values
+        missing = _largest_difference(part, compiled, _missing_probes(probes))
+        compiled.missing_exact = missing <= TOLERANCE
+    except Exception as exc:  # a converter's refusal: serve the ensemble as it is
+        result.kept.append(f"{name}: {type(exc).__name__}: {str(exc)[:160]}")
+        return part
+    if difference > TOLERANCE:
+        result.kept.append(f"{name}: outputs differ by {difference:.1e} on probe rows")
+        return part
+    result.compiled.append(name)
+    result.max_difference = max(result.max_difference, difference)
+    return compiled
+
+
+def _to_onnx(estimator: Any) -> Any:
+    features = estimator.n_features_in_
+    library = _CONVERTED[type(estimator).__name__]
+    if library in ("lightgbm", "xgboost"):
+        from onnxmltools import convert_lightgbm, convert_xgboost
+        from onnxmltools.convert.common.data_types import FloatTensorType as MlFloats
+
+        convert = convert_lightgbm if library == "lightgbm" else convert_xgboost
+        tensor = [("X", MlFloats([None, features]))]
+        return convert(estimator, initial_types=tensor, zipmap=False, target_opset=15)
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    inputs = [("X", FloatTensorType([None, features]))]
+
+    options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "classes_") else None
+    opsets = {"": 15, "ai.onnx.ml": 3}
+    return convert_sklearn(estimator, initial_types=inputs, options=options, target_opset=opsets)
+
+
+def probe_rows(onnx_model: Any, estimator: Any, rows: int = PROBE_ROWS) -> np.ndarray:
+    """Rows that take every split both ways: per feature, values between consecutive
+    split points, beyond the extremes, the points of equality splits, and zero."""
+    features = estimator.n_features_in_
+    splits: list[set[float]] = [set() for _ in range(features)]
+    equal: list[set[float]] = [set() for _ in range(features)]
+    for feature, value, mode in _split_points(onnx_model):
+        (equal if mode == "BRANCH_EQ" else splits)[feature].add(value)
+    generator = np.random.default_rng(0)
+    columns = [
+        generator.choice(_candidates(sorted(splits[f]), equal[f]), size=rows)
+        for f in range(features)
+    ]
+    return np.column_stack(columns)
+
+
+def _candidates(points: list[float], equal: set[float]) -> np.ndarray:
+    values = np.asarray(points, dtype=np.float64)
+    between = (values[1:] + values[:-1]) / 2 if len(values) > 1 else np.empty(0)
+    ends = [values[0] - 1.0, values[-1] + 1.0] if len(values) else [1.0, -1.0]
+    return np.concatenate([between, ends, sorted(equal), [0.0]])
+
+
+def _missing_probes(rows: np.ndarray) -> np.ndarray:
+    """``rows`` with about one value in five missing."""
+    missing = rows.copy()
+    missing[np.random.default_rng(1).random(rows.shape) < 0.2] = np.nan
+    return missing
+
+
+def _split_points(onnx_model: Any) -> Iterator[tuple[int, float, str]]:
+    from onnx import numpy_helper
+
+    for node in onnx_model.graph.node:
+        if node.op_type not in _TREE_OPS:
+            continue
+        attributes = {attribute.name: attribute for attribute in node.attribute}
+        features = list(attributes["nodes_featureids"].ints)
+        modes = [mode.decode() for mode in attributes["nodes_modes"].strings]
+        if "nodes_values" in attributes:
+            values = list(attributes["nodes_values"].floats)
+        else:
+            values = numpy_helper.to_array(attributes["nodes_values_as_tensor"].t).tolist()
+        for feature, value, mode in zip(features, values, modes, strict=True):
+            if mode != "LEAF":
+                yield feature, float(value), mode
+
+
+def _largest_difference(original: Any, compiled: CompiledTrees, rows: np.ndarray) -> float:
+    """Absolute for probabilities; relative (to at least 1) for a regressor's values."""
+    if compiled.classes_ is not None:
+        expected = np.asarray(original.predict_proba(rows), dtype=np.float64)
+        return float(np.max(np.abs(compiled.predict_proba(rows) - expected)))
+    expected = np.asarray(original.predict(rows), dtype=np.float64)
+    scale = np.maximum(np.abs(expected), 1.0)
+    return float(np.max(np.abs(compiled.predict(rows) - expected) / scale))
+
+
+def _difference(original: LoadedModel, compiled: LoadedModel, frame: Any) -> float | None:
+    try:
+        before, after = original.predict(frame), compiled.predict(frame)
+    except Exception:
+        logger.warning("the compiled model failed on placeholder rows", exc_info=True)
+        return None
+    if before.values is not None and after.values is not None:
+        scale = np.maximum(np.abs(before.values), 1.0)
+        return float(np.max(np.abs(after.values - before.values) / scale))
+    return float(np.max(np.abs(after.probabilities - before.probabilities)))
+
+
+def _replace_ensembles(estimator: Any, replace: Callable[[Any], Any]) -> None:
+    """Apply ``replace`` to every fitted part below ``estimator``, in place: pipeline steps,
+    wrappers' ``estimator_``, blends' ``members_``."""
+    steps = getattr(estimator, "steps", None)
+    if isinstance(steps, list):
+        for position, (name, step) in enumerate(steps):
+            steps[position] = (name, replace(step))
+            _replace_ensembles(steps[position][1], replace)
+    inner = getattr(estimator, "estimator_", None)
+    if inner is not None:
+        estimator.estimator_ = replace(inner)
+        _replace_ensembles(estimator.estimator_, replace)
+    members = getattr(estimator, "members_", None)
+    if isinstance(members, list):
+        for position, member in enumerate(members):
+            members[position] = replace(member)
+            _replace_ensembles(members[position], replace)
