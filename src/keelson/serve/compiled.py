@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -242,6 +243,12 @@ def _split_points(onnx_model: Any) -> Iterator[tuple[int, float, str]]:
 
 def _largest_difference(original: Any, compiled: CompiledTrees, rows: np.ndarray) -> float:
     """Absolute for probabilities; relative (to at least 1) for a regressor's values."""
+    with warnings.catch_warnings():  # probes are a bare array; the pipeline passes names
+        warnings.filterwarnings("ignore", "X does not have valid feature names")
+        return _difference_on(original, compiled, rows)
+
+
+def _difference_on(original: Any, compiled: CompiledTrees, rows: np.ndarray) -> float:
     if compiled.classes_ is not None:
         expected = np.asarray(original.predict_proba(rows), dtype=np.float64)
         return float(np.max(np.abs(compiled.predict_proba(rows) - expected)))

@@ -7,6 +7,7 @@ its own predict thread; uvicorn spreads connections over the workers.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -100,12 +101,27 @@ def run(
         port=settings.port,
         workers=settings.workers,
         log_level=log_level,
+        log_config=_log_config(log_level),
         access_log=False,
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         server_header=False,
     )
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, with keelson's own messages (what was loaded, compiled, swapped)
+    on the same handler."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["keelson"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
