@@ -147,3 +147,17 @@ def test_the_server_says_what_answers_and_answers_the_same(compiled: bool) -> No
     expected = model.predict(rows).probabilities
     got = np.asarray([p["probabilities"]["yes"] for p in answer.json()["predictions"]])
     assert np.abs(got - expected[:, 1]).max() <= TOLERANCE
+
+
+def test_xgboost_is_compiled_when_installed() -> None:
+    xgboost = pytest.importorskip("xgboost", reason="the xgboost extra is not installed")
+    frame, score = toy_features(ROWS, seed=8)
+    numbers = frame.select("age", "income")  # with missing values
+    classifier = xgboost.XGBClassifier(n_estimators=30, n_jobs=1)
+    model = loaded(classifier.fit(numbers.to_numpy(), (score > 0).astype(int)), numbers, ["0", "1"])
+
+    compilation = compile_model(model)
+
+    assert compilation.compiled == ["XGBClassifier"], compilation.summary()
+    expected, got = model.predict(numbers), compilation.model.predict(numbers)
+    assert np.abs(got.probabilities - expected.probabilities).max() <= TOLERANCE

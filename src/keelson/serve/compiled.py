@@ -180,9 +180,10 @@ def _to_onnx(estimator: Any) -> Any:
         from onnxmltools import convert_lightgbm, convert_xgboost
         from onnxmltools.convert.common.data_types import FloatTensorType as MlFloats
 
-        convert = convert_lightgbm if library == "lightgbm" else convert_xgboost
         tensor = [("X", MlFloats([None, features]))]
-        return convert(estimator, initial_types=tensor, zipmap=False, target_opset=15)
+        if library == "xgboost":  # its converter never adds a ZipMap
+            return convert_xgboost(estimator, initial_types=tensor, target_opset=15)
+        return convert_lightgbm(estimator, initial_types=tensor, zipmap=False, target_opset=15)
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
