@@ -27,7 +27,7 @@ from keelson.serve.invocations import invocations_router
 from keelson.serve.limits import BodySizeLimit
 from keelson.serve.logs import Logs
 from keelson.serve.metrics import MetricsMiddleware, ServeMetrics, metrics_router
-from keelson.serve.ratelimit import RateLimit
+from keelson.serve.ratelimit import RateLimit, SharedTokenBuckets
 from keelson.serve.scoring import Limits, Scorer
 from keelson.serve.traffic import CHALLENGER, PRIMARY, TrafficPolicy, Variant
 from keelson.serve.v2 import v2_router
@@ -38,8 +38,9 @@ from keelson.store.store import Store
 @dataclass(frozen=True)
 class Deployment:
     """What one server answers with (loaded models, or store aliases to follow), who may
-    call it (a key ring, refreshed from ``key_store``; None: no auth) and where its
-    predictions are logged (None: not logged)."""
+    call it (a key ring, refreshed from ``key_store``; None: no auth), where its
+    predictions are logged (None: not logged) and the file its worker processes share
+    their rate-limit buckets in (None: one process, buckets in memory)."""
 
     models: dict[Variant, LoadedModel] = field(default_factory=dict)
     follow: dict[Variant, StoreSource] = field(default_factory=dict)
@@ -47,6 +48,7 @@ class Deployment:
     keyring: KeyRing | None = None
     key_store: Store | None = None
     log_url: str | None = None
+    shared_buckets: str | None = None
 
     @property
     def variants(self) -> list[Variant]:
@@ -114,6 +116,9 @@ def _protect(app: FastAPI, deployment: Deployment, metrics: ServeMetrics) -> Non
             RateLimit,
             rate=limit.per_second if limit else None,
             burst=limit.burst if limit else None,
+            buckets=SharedTokenBuckets(deployment.shared_buckets)
+            if deployment.shared_buckets
+            else None,
             exempt=lambda scope: route_scope(scope) is None,
             on_reject=metrics.count_error,
         )

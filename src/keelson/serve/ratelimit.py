@@ -2,19 +2,23 @@
 
 A caller is its API key when :class:`~keelson.serve.auth.ApiKeyAuth` ran first (so put
 this middleware inside it), else its client address. A key's own ``rate``/``burst``
-override the server's. Buckets live in memory, one event loop, no locks: an idle
-bucket refills and is dropped, and at most ``max_buckets`` are kept (least recently
-used first out). Limits are per process: with N workers a caller gets up to N times
-the rate.
+override the server's. One server process keeps its buckets in memory (one event loop,
+no locks: an idle bucket refills and is dropped, at most ``max_buckets`` are kept, least
+recently used first out); the worker processes of one server share theirs in a SQLite
+file (:class:`SharedTokenBuckets`), so N workers still grant a caller its rate, not N
+times it.
 """
 
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -31,6 +35,21 @@ def caller_key(scope: Scope) -> str:
         return f"key:{principal.key_id}"
     client = scope.get("client")
     return f"host:{client[0] if client else 'unknown'}"
+
+
+class Buckets(Protocol):
+    def take(self, key: str, rate: float, burst: int) -> float:
+        """Spend one token: 0.0 if there was one, else the seconds until there will be."""
+        ...
+
+
+def spend(tokens: float, elapsed: float, rate: float, burst: int) -> tuple[float, float]:
+    """A bucket holding ``tokens`` ``elapsed`` seconds ago, refilled and asked for one:
+    (tokens left, 0.0) when granted, else (tokens, seconds until one is there)."""
+    tokens = min(float(burst), tokens + elapsed * rate)
+    if tokens >= 1.0:
+        return tokens - 1.0, 0.0
+    return tokens, (1.0 - tokens) / rate
 
 
 @dataclass
@@ -58,15 +77,12 @@ class TokenBuckets:
         now = self.clock()
         self._drop_full(now)
         bucket = self._buckets.pop(key, None) or _Bucket(float(burst), now, burst / rate)
-        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.stamp) * rate)
+        bucket.tokens, wait = spend(bucket.tokens, now - bucket.stamp, rate, burst)
         bucket.stamp, bucket.full_after = now, burst / rate
         self._buckets[key] = bucket
         if len(self._buckets) > self.max_buckets:
             self._buckets.popitem(last=False)
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / rate
+        return wait
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -80,12 +96,63 @@ class TokenBuckets:
             self._buckets.popitem(last=False)
 
 
+class SharedTokenBuckets:
+    """Token buckets in a SQLite file that the worker processes of one server share.
+
+    Each take is one short write transaction (WAL, no fsync: the buckets are worth
+    nothing after a restart). ``clock`` must be the same in every process: Linux's
+    monotonic clock is system-wide. Buckets that have refilled are deleted now and then.
+    """
+
+    PRUNE_EVERY = 1000  # takes
+
+    def __init__(self, path: Path | str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._db = sqlite3.connect(  # built before the event loop's thread may start
+            path, timeout=10.0, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS buckets "
+            "(caller TEXT PRIMARY KEY, tokens REAL NOT NULL, stamp REAL NOT NULL, "
+            "full_at REAL NOT NULL)"
+        )
+        self._takes = 0
+
+    def take(self, key: str, rate: float, burst: int) -> float:
+        now = self.clock()
+        self._db.execute("BEGIN IMMEDIATE")  # one writer at a time: read, refill, spend
+        try:
+            row = self._db.execute(
+                "SELECT tokens, stamp FROM buckets WHERE caller = ?", (key,)
+            ).fetchone()
+            tokens, stamp = row if row is not None else (float(burst), now)
+            tokens, wait = spend(tokens, now - stamp, rate, burst)
+            full_at = now + (burst - tokens) / rate
+            self._db.execute(
+                "INSERT OR REPLACE INTO buckets VALUES (?, ?, ?, ?)", (key, tokens, now, full_at)
+            )
+            self._takes += 1
+            if self._takes % self.PRUNE_EVERY == 0:
+                self._db.execute("DELETE FROM buckets WHERE full_at <= ?", (now,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return wait
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class RateLimit:
     """Pure ASGI middleware: ``rate`` requests/second per caller, bursts of up to ``burst``.
 
     ``rate=None`` limits only the keys that carry their own rate. ``burst`` defaults to
-    one second's worth (at least 1). ``exempt(scope)`` skips requests (e.g. health
-    probes); ``on_reject("rate_limited")`` is called for each 429.
+    one second's worth (at least 1). ``buckets`` (default: in memory, ``clock`` and
+    ``max_buckets``) may be shared by several processes. ``exempt(scope)`` skips requests
+    (e.g. health probes); ``on_reject("rate_limited")`` is called for each 429.
     """
 
     def __init__(
@@ -97,6 +164,7 @@ class RateLimit:
         *,
         clock: Callable[[], float] = time.monotonic,
         max_buckets: int = DEFAULT_MAX_BUCKETS,
+        buckets: Buckets | None = None,
         exempt: Callable[[Scope], bool] | None = None,
         on_reject: Callable[[str], None] | None = None,
     ) -> None:
@@ -108,7 +176,7 @@ class RateLimit:
         self.rate = rate
         self.burst = burst
         self.key = key
-        self.buckets = TokenBuckets(clock, max_buckets)
+        self.buckets = buckets or TokenBuckets(clock, max_buckets)
         self.exempt = exempt
         self.on_reject = on_reject
 

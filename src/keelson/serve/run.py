@@ -12,6 +12,9 @@ import json
 import os
 import signal
 import sys
+import tempfile
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,14 +28,20 @@ GRACEFUL_SHUTDOWN_S = 30
 
 
 def deployment_of(
-    location: StoreLocation, settings: Serve, model: str, log_url: str | None
+    location: StoreLocation,
+    settings: Serve,
+    model: str,
+    log_url: str | None,
+    shared_buckets: str | None = None,
 ) -> dict[str, Any]:
-    """What every worker needs to build the same app: the store, the settings, the log."""
+    """What every worker needs to build the same app: the store, the settings, the log,
+    the file of the rate-limit buckets they share."""
     return {
         "store": {"url": location.url, "artifacts": location.artifacts},
         "model": model,
         "settings": settings.model_dump(mode="json"),
         "log_url": log_url,
+        "shared_buckets": shared_buckets,
     }
 
 
@@ -68,6 +77,7 @@ def app_from_environment() -> FastAPI:
         keyring=keyring,
         key_store=key_store,
         log_url=described["log_url"],
+        shared_buckets=described.get("shared_buckets"),
     )
     return create_app(deployment=deployment)
 
@@ -80,12 +90,23 @@ def run(
     log_level: str = "info",
 ) -> None:
     """Serve until interrupted; SIGTERM drains requests in flight, then flushes and exits."""
-    import uvicorn
-
     pin_environment()
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    described = deployment_of(location, settings, model, log_url)
-    os.environ[DEPLOYMENT_VARIABLE] = json.dumps(described)
+    with _scratch(settings.workers) as scratch:  # removed when the server stops
+        buckets = str(Path(scratch) / "rate-limits.sqlite") if scratch else None
+        described = deployment_of(location, settings, model, log_url, buckets)
+        os.environ[DEPLOYMENT_VARIABLE] = json.dumps(described)
+        _serve(settings, model, log_level)
+
+
+def _scratch(workers: int) -> AbstractContextManager[str | None]:
+    """A private folder for what the worker processes share (none for one process)."""
+    return tempfile.TemporaryDirectory(prefix="keelson-serve-") if workers > 1 else nullcontext()
+
+
+def _serve(settings: Serve, model: str, log_level: str) -> None:
+    import uvicorn
+
     scheme = "https" if settings.tls_certfile else "http"
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(
