@@ -172,9 +172,8 @@ class Scorer:
 
     async def _predict(self, model: LoadedModel, inputs: Inputs) -> Scoring:
         try:
-            return await asyncio.wait_for(
-                self.batcher.predict(model, inputs), timeout=self.limits.timeout_s
-            )
+            async with asyncio.timeout(self.limits.timeout_s):  # no task per request
+                return await self.batcher.predict(model, inputs)
         except TimeoutError:
             raise ServeError(
                 503,
