@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -12,6 +12,8 @@ import polars as pl
 from keelson.errors import IntegrityError
 from keelson.registry.signature import Signature
 from keelson.spec import TaskKind
+
+Runtime = Literal["scikit-learn", "onnxruntime"]  # what answers a loaded model's pipeline
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class LoadedModel:
     pipeline: Any
     signature: Signature
     threshold: float | None = None
-    runtime: str = "scikit-learn"  # or "onnxruntime": see keelson.serve.compiled
+    runtime: Runtime = "scikit-learn"  # onnxruntime: see keelson.serve.compiled
 
     def __post_init__(self) -> None:
         if len(self.signature.classes) == 1:

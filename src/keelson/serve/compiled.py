@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from keelson.registry.model import LoadedModel
+from keelson.registry.model import LoadedModel, Runtime
 
 logger = logging.getLogger(__name__)
 
 TOLERANCE = 1e-6  # largest difference allowed: absolute for probabilities, relative for values
 PROBE_ROWS = 2048
-RUNTIME = "onnxruntime"
+RUNTIME: Runtime = "onnxruntime"
 _CONVERTED = {
     "LGBMClassifier": "lightgbm",
     "LGBMRegressor": "lightgbm",
@@ -104,6 +104,11 @@ class CompiledTrees(BaseEstimator):
         values = np.ascontiguousarray(X, dtype=np.float32)
         if not self.missing_exact and np.isnan(values).any():
             return self._original(X)
+        return self.runtime(values)
+
+    def runtime(self, X: Any) -> np.ndarray:  # noqa: N803
+        """ONNX Runtime's answer (probabilities, or values as one column), missing or not."""
+        values = np.ascontiguousarray(X, dtype=np.float32)
         answer = self._session.run([self._output], {self._input: values})[0]
         return np.asarray(answer, dtype=np.float64)
 
@@ -159,7 +164,6 @@ def _compiled(part: Any, result: Compilation) -> Any:
         compiled = CompiledTrees(part, onnx_model.SerializeToString())
         probes = probe_rows(onnx_model, part)
         difference = _largest_difference(part, compiled, probes)
-        compiled.missing_exact = True  # to measure the runtime itself on missing values
         missing = _largest_difference(part, compiled, _missing_probes(probes))
         compiled.missing_exact = missing <= TOLERANCE
     except Exception as exc:  # a converter's refusal: serve the ensemble as it is
@@ -243,19 +247,14 @@ def _split_points(onnx_model: Any) -> Iterator[tuple[int, float, str]]:
 
 
 def _largest_difference(original: Any, compiled: CompiledTrees, rows: np.ndarray) -> float:
-    """Absolute for probabilities; relative (to at least 1) for a regressor's values."""
+    """The runtime's answers on ``rows`` against the original ensemble's."""
     with warnings.catch_warnings():  # probes are a bare array; the pipeline passes names
         warnings.filterwarnings("ignore", "X does not have valid feature names")
-        return _difference_on(original, compiled, rows)
-
-
-def _difference_on(original: Any, compiled: CompiledTrees, rows: np.ndarray) -> float:
-    if compiled.classes_ is not None:
-        expected = np.asarray(original.predict_proba(rows), dtype=np.float64)
-        return float(np.max(np.abs(compiled.predict_proba(rows) - expected)))
-    expected = np.asarray(original.predict(rows), dtype=np.float64)
-    scale = np.maximum(np.abs(expected), 1.0)
-    return float(np.max(np.abs(compiled.predict(rows) - expected) / scale))
+        if compiled.classes_ is not None:
+            expected = original.predict_proba(rows)
+        else:
+            expected = np.reshape(original.predict(rows), (-1, 1))
+    return _gap(expected, compiled.runtime(rows), relative=compiled.classes_ is None)
 
 
 def _difference(original: LoadedModel, compiled: LoadedModel, frame: Any) -> float | None:
@@ -265,9 +264,15 @@ def _difference(original: LoadedModel, compiled: LoadedModel, frame: Any) -> flo
         logger.warning("the compiled model failed on placeholder rows", exc_info=True)
         return None
     if before.values is not None and after.values is not None:
-        scale = np.maximum(np.abs(before.values), 1.0)
-        return float(np.max(np.abs(after.values - before.values) / scale))
-    return float(np.max(np.abs(after.probabilities - before.probabilities)))
+        return _gap(before.values, after.values, relative=True)
+    return _gap(before.probabilities, after.probabilities, relative=False)
+
+
+def _gap(expected: Any, got: np.ndarray, relative: bool) -> float:
+    """Largest difference: absolute for probabilities, relative (to at least 1) for values."""
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = np.maximum(np.abs(expected), 1.0) if relative else 1.0
+    return float(np.max(np.abs(got - expected) / scale))
 
 
 def _replace_ensembles(estimator: Any, replace: Callable[[Any], Any]) -> None:

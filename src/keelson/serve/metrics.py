@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import time
+from typing import get_args
 
 from fastapi import APIRouter, Response
 from prometheus_client import (
@@ -20,9 +21,9 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keelson.registry.model import LoadedModel, Prediction
+from keelson.registry.model import LoadedModel, Prediction, Runtime
 
-RUNTIMES = ("scikit-learn", "onnxruntime")
+RUNTIMES: tuple[Runtime, ...] = get_args(Runtime)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 

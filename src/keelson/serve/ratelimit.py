@@ -142,9 +142,6 @@ class SharedTokenBuckets:
             raise
         return wait
 
-    def close(self) -> None:
-        self._db.close()
-
 
 class RateLimit:
     """Pure ASGI middleware: ``rate`` requests/second per caller, bursts of up to ``burst``.
