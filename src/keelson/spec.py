@@ -494,8 +494,8 @@ class Batching(_Section):
         2.0,
         ge=0.0,
         le=1000.0,
-        description="Under concurrent traffic, wait up to this long to batch more requests; a "
-        "lone request never waits.",
+        description="Under concurrent traffic, take more requests into a batch while they "
+        "keep arriving, for this long at most; a lone request never waits.",
     )
     max_rows: int = Field(2000, ge=1, description="Rows scored in one model call at most.")
 

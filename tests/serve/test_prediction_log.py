@@ -3,6 +3,7 @@ after a storage failure, to S3, and when a real server process gets SIGTERM."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import subprocess
@@ -334,3 +335,24 @@ def test_every_request_is_in_the_log_after_sigterm(tmp_path: Path) -> None:
     logged = read_log(str(folder), "toy")
     assert logged.height == 2 * len(ids)
     assert sorted(set(logged["request_id"])) == sorted(ids)
+
+
+def test_entries_sharing_a_batch_frame_log_their_own_rows(tmp_path: Path) -> None:
+    batch = _inputs(7)  # three requests scored together: rows 0-1, 2-5 and 6
+    shares = {"a": (0, 2), "b": (2, 6), "c": (6, 7)}
+    with PredictionLog(str(tmp_path), flush_seconds=3600) as log:
+        for request_id, (start, stop) in shares.items():
+            part = entry(request_id, stop - start)
+            log.append(dataclasses.replace(part, inputs=batch, rows=(start, stop)))
+        log.append(entry("alone", 2))  # a frame of its own, between nothing shared
+
+    logged = read_log(str(tmp_path), "toy")
+    assert logged["request_id"].to_list() == ["a"] * 2 + ["b"] * 4 + ["c", "alone", "alone"]
+    assert logged["input.age"].to_list() == [*range(7), 0, 1]
+    assert logged["row"].to_list() == [0, 1, 0, 1, 2, 3, 0, 0, 1]
+
+
+@pytest.mark.parametrize("rows", [(-1, 1), (2, 1), (0, 8)], ids=["negative", "reversed", "past"])
+def test_rows_outside_the_inputs_are_refused(tmp_path: Path, rows: tuple[int, int]) -> None:
+    with PredictionLog(str(tmp_path)) as log, pytest.raises(ValueError, match=r"LogEntry\.rows"):
+        log.append(dataclasses.replace(entry("bad", 7), rows=rows))

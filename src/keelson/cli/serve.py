@@ -20,7 +20,7 @@ def serve(
     port: int | None = typer.Option(None, min=1, max=65535),
     workers: int | None = typer.Option(None, min=1, max=64, help="Server processes."),
     batch_wait_ms: float | None = typer.Option(
-        None, min=0.0, help="Under concurrent load, wait this long to batch requests."
+        None, min=0.0, help="Under concurrent load, batch arriving requests for this long at most."
     ),
     compiled: bool | None = typer.Option(
         None, help="Tree ensembles by ONNX Runtime where exact (serve.compiled; default on)."

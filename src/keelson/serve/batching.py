@@ -32,10 +32,12 @@ Inputs = Rows | pl.DataFrame
 
 @dataclass(frozen=True)
 class Scoring:
-    """A request's share of a batch: its prediction and its rows as the model saw them."""
+    """A request's share of a batch: its prediction, and its rows as the model saw them:
+    ``rows`` (start, stop) of the batch's ``frame`` (not sliced: only the log reads them)."""
 
     prediction: Prediction
     frame: pl.DataFrame
+    rows: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,24 @@ class MicroBatcher:
 
     async def _next_batch(self) -> None:
         batch = self._take([])
-        if self._concurrent and self.max_wait_s > 0 and _rows(batch) < self.max_rows:
-            await asyncio.sleep(self.max_wait_s)
-            batch = self._take(batch)
+        if self._concurrent and self.max_wait_s > 0:
+            batch = await self._gather(batch)
         self._concurrent = len(batch) > 1
         await self._score(batch)
+
+    async def _gather(self, batch: list[_Job]) -> list[_Job]:
+        """Add requests while they keep arriving, for ``max_wait_s`` at most. A request
+        reaches the queue a loop pass or two after its bytes arrive, so two passes that
+        bring none mean none is on its way: waiting longer would only idle."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait_s
+        quiet = 0
+        while quiet < 2 and _rows(batch) < self.max_rows and loop.time() < deadline:
+            await asyncio.sleep(0)
+            before = len(batch)
+            batch = self._take(batch)
+            quiet = 0 if len(batch) > before else quiet + 1
+        return batch
 
     def _take(self, batch: list[_Job]) -> list[_Job]:
         """Add queued jobs of the batch's model while the rows fit (always at least one)."""
@@ -151,7 +166,7 @@ class MicroBatcher:
         start = 0
         for job in batch:
             stop = start + job.inputs.height
-            _settle(job.future, Scoring(prediction.part(start, stop), frame[start:stop]))
+            _settle(job.future, Scoring(prediction.part(start, stop), frame, (start, stop)))
             start = stop
 
 

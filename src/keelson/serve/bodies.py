@@ -2,16 +2,20 @@
 frame, and JSON parsed and validated by pydantic-core from the bytes.
 
 A route built with :func:`body_route` keeps its declared endpoint (the OpenAPI
-document, and the 415 for other media types) but hands columnar bodies to ``columnar``
-and, when given, JSON bodies to ``json`` already validated as its request model.
+document, and the 415 for other media types) but hands the bodies its
+:class:`BodyHandlers` take to them: columnar bodies as a frame and, when given, JSON
+bodies already validated as the request model. :mod:`keelson.serve.fastpath` calls the
+same handlers without the router.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
+import orjson
 import polars as pl
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -35,6 +39,15 @@ ColumnarHandler = Callable[[Request, pl.DataFrame], Awaitable[Response]]
 JsonHandler = Callable[[Request, Model], Awaitable[Response]]
 
 
+def json_response(answer: Any, headers: Mapping[str, str] | None = None) -> Response:
+    """``answer`` as JSON by orjson: numpy arrays in it as they are, NaN as null."""
+    return Response(
+        orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY),
+        media_type="application/json",
+        headers=headers,
+    )
+
+
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
@@ -52,24 +65,38 @@ async def read_frame(request: Request) -> pl.DataFrame:
         ) from None
 
 
-def body_route(
-    columnar: ColumnarHandler, json: tuple[type[Model], JsonHandler[Model]] | None = None
-) -> type[APIRoute]:
-    """An APIRoute class sending Arrow/Parquet bodies to ``columnar`` and JSON bodies, parsed
-    as ``json[0]``, to ``json[1]``; anything else goes to the declared endpoint."""
+@dataclass(frozen=True)
+class BodyHandlers(Generic[Model]):
+    """A scoring route's handlers by media type: Arrow/Parquet bodies to ``columnar`` as
+    a frame; JSON bodies, parsed as ``json[0]``, to ``json[1]`` (when given)."""
+
+    columnar: ColumnarHandler
+    json: tuple[type[Model], JsonHandler[Model]] | None = None
+
+    async def __call__(self, request: Request) -> Response | None:
+        """The answer, or None for a media type these handlers do not take."""
+        media = media_type(request)
+        if media in READERS:
+            return await self.columnar(request, await read_frame(request))
+        if self.json is not None and media == "application/json":
+            model, handle = self.json
+            return await handle(request, parsed(model, await request.body()))
+        return None
+
+
+def body_route(handlers: BodyHandlers[Any]) -> type[APIRoute]:
+    """An APIRoute class answering with ``handlers``; any other media type goes to the
+    declared endpoint (its dependencies answer 415)."""
 
     class BodyRoute(APIRoute):
+        body_handlers = handlers
+
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             declared = super().get_route_handler()
 
             async def route(request: Request) -> Response:
-                media = media_type(request)
-                if media in READERS:
-                    return await columnar(request, await read_frame(request))
-                if json is not None and media == "application/json":
-                    model, handle = json
-                    return await handle(request, parsed(model, await request.body()))
-                return await declared(request)
+                answer = await handlers(request)
+                return answer if answer is not None else await declared(request)
 
             return route
 

@@ -7,6 +7,7 @@ is an unexpected failure inside the server, answered with a generic message.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -75,29 +76,45 @@ def error_response(
     return JSONResponse({"error": message}, status_code=status_code, headers=headers)
 
 
+REFUSALS = (ServeError, SignatureError, RequestValidationError)
+"""What a handler raises to refuse a request (answered by :func:`refusal`)."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A 4xx/503 answer: status, stable reason code, message, headers."""
+
+    status_code: int
+    reason: str
+    message: str
+    headers: Mapping[str, str] | None = None
+
+    def response(self, metrics: ServeMetrics) -> JSONResponse:
+        metrics.count_error(self.reason)
+        return error_response(self.status_code, self.message, self.headers)
+
+
+def refusal(exc: ServeError | SignatureError | RequestValidationError) -> Refusal:
+    """The answer to one of :data:`REFUSALS`."""
+    if isinstance(exc, ServeError):
+        return Refusal(exc.status_code, exc.code, exc.message, exc.headers)
+    if isinstance(exc, SignatureError):
+        return Refusal(422, exc.code, str(exc))
+    errors = list(exc.errors())
+    if errors and errors[0].get("type") == "json_invalid":
+        return Refusal(400, "invalid_json", _json_message(errors[0]))
+    return Refusal(422, "invalid_request", validation_message(errors))
+
+
 def install_error_handlers(app: FastAPI, metrics: ServeMetrics) -> None:
     """Answer every error in the ``{"error": ...}`` shape and count it by reason."""
 
-    def respond(
-        status_code: int, reason: str, message: str, headers: Mapping[str, str] | None = None
-    ) -> JSONResponse:
-        metrics.count_error(reason)
-        return error_response(status_code, message, headers)
+    async def on_refusal(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, REFUSALS)
+        return refusal(exc).response(metrics)
 
-    @app.exception_handler(ServeError)
-    async def on_serve_error(request: Request, exc: ServeError) -> JSONResponse:
-        return respond(exc.status_code, exc.code, exc.message, exc.headers)
-
-    @app.exception_handler(SignatureError)
-    async def on_signature_error(request: Request, exc: SignatureError) -> JSONResponse:
-        return respond(422, exc.code, str(exc))
-
-    @app.exception_handler(RequestValidationError)
-    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
-        if errors and errors[0].get("type") == "json_invalid":
-            return respond(400, "invalid_json", _json_message(errors[0]))
-        return respond(422, "invalid_request", validation_message(errors))
+    for refused in REFUSALS:
+        app.add_exception_handler(refused, on_refusal)
 
     @app.exception_handler(HTTPException)
     async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -105,12 +122,14 @@ def install_error_handlers(app: FastAPI, metrics: ServeMetrics) -> None:
         message = str(exc.detail)
         if exc.status_code in (404, 405):
             message = f"{message}: {request.method} {_clip(request.url.path)}."
-        return respond(exc.status_code, reason, message, exc.headers)
+        return Refusal(exc.status_code, reason, message, exc.headers).response(metrics)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Starlette re-raises the exception after this response, so the server logs it.
-        return respond(500, "internal", "internal server error; the server log has the details.")
+        return Refusal(
+            500, "internal", "internal server error; the server log has the details."
+        ).response(metrics)
 
 
 def validation_message(errors: list[Any]) -> str:

@@ -14,7 +14,7 @@ import polars as pl
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, model_validator
 
-from keelson.serve.bodies import OPENAPI_BODY, body_route
+from keelson.serve.bodies import OPENAPI_BODY, BodyHandlers, body_route, json_response
 from keelson.serve.errors import ErrorBody, ServeError, error_responses
 from keelson.serve.limits import require_json
 from keelson.serve.scoring import InputsOf, Scored, Scorer
@@ -83,29 +83,27 @@ def invocations_router(scorer: Scorer) -> APIRouter:
         scorer.primary  # noqa: B018 - 503 until the model is loaded and warmed
         return Status()
 
-    async def invocations(
-        request: Request, response: Response, body: InvocationsRequest
-    ) -> InvocationsResponse:
-        answered, headers = await answer(scorer, request, body_inputs(body))
-        response.headers.update(headers)
-        return answered
-
     async def invocations_json(request: Request, body: InvocationsRequest) -> Response:
-        return as_response(*await answer(scorer, request, body_inputs(body)))
+        return await answer(scorer, request, body_inputs(body))
+
+    async def invocations(request: Request, body: InvocationsRequest) -> Response:
+        """Declared for the OpenAPI document: its route's handlers take every JSON body."""
+        return await invocations_json(request, body)
 
     async def invocations_columnar(request: Request, frame: pl.DataFrame) -> Response:
         conformed: InputsOf = lambda model: model.signature.conform(frame)  # noqa: E731
-        return as_response(*await answer(scorer, request, conformed))
+        return await answer(scorer, request, conformed)
 
     router.add_api_route(
         "/invocations",
         invocations,
         methods=["POST"],
         summary="Score rows (JSON, or an Arrow/Parquet table)",
+        response_model=InvocationsResponse,
         dependencies=[Depends(require_json)],
         responses=error_responses(400, 413, 415, 422, 500, 503),
         route_class_override=body_route(
-            invocations_columnar, (InvocationsRequest, invocations_json)
+            BodyHandlers(invocations_columnar, (InvocationsRequest, invocations_json))
         ),
         openapi_extra=OPENAPI_BODY,
     )
@@ -117,19 +115,13 @@ def body_inputs(body: InvocationsRequest) -> InputsOf:
     return lambda model: model.signature.rows(columns_of(body, model.signature.names))
 
 
-def as_response(answered: InvocationsResponse, headers: dict[str, str]) -> Response:
-    return Response(answered.model_dump_json(), media_type="application/json", headers=headers)
-
-
-async def answer(
-    scorer: Scorer, request: Request, inputs_of: InputsOf
-) -> tuple[InvocationsResponse, dict[str, str]]:
+async def answer(scorer: Scorer, request: Request, inputs_of: InputsOf) -> Response:
     """Score with the primary's name (the caller may name the request: ``X-Request-Id``);
-    the answer and the headers saying who made it."""
+    the predictions, with headers saying who made them."""
     name = scorer.primary.name
     request_id = request.headers.get("x-request-id")
     scored = await scorer.score(inputs_of, name, None, request.headers, request_id)
-    return predictions_of(scored), scored.headers()
+    return json_response(predictions_of(scored), scored.headers())
 
 
 def columns_of(request: InvocationsRequest, names: list[str]) -> dict[str, list[Any]]:
@@ -179,18 +171,21 @@ def _record_columns(records: Records, field: str, names: list[str]) -> dict[str,
     return columns if records else {name: [] for name in names}
 
 
-def predictions_of(scored: Scored) -> InvocationsResponse:
-    """One prediction per row, and the version that made them."""
+def predictions_of(scored: Scored) -> dict[str, Any]:
+    """One prediction per row, and the version that made them: an
+    :class:`InvocationsResponse` as a plain dict."""
     prediction = scored.prediction
-    rows: list[RowPrediction] | list[ValuePrediction]
+    rows: list[dict[str, Any]]
     if prediction.values is not None:
-        rows = [ValuePrediction(value=v) for v in prediction.values.tolist()]
+        rows = [{"value": value} for value in prediction.values.tolist()]
     else:
         classes = prediction.classes
         rows = [
-            RowPrediction(label=label, probabilities=dict(zip(classes, row, strict=True)))
+            {"label": label, "probabilities": dict(zip(classes, row, strict=True))}
             for label, row in zip(prediction.labels, prediction.probabilities.tolist(), strict=True)
         ]
-    return InvocationsResponse(
-        predictions=rows, model_name=scored.model.name, model_version=str(scored.model.version)
-    )
+    return {
+        "predictions": rows,
+        "model_name": scored.model.name,
+        "model_version": str(scored.model.version),
+    }

@@ -78,4 +78,5 @@ def log_entry(scored: Scored) -> LogEntry:
         latency_ms=scored.seconds * 1000,
         status=200,
         classes=tuple(prediction.classes),
+        rows=scored.rows,
     )

@@ -66,7 +66,9 @@ class LogEntry:
 
     ``outputs`` maps an output name to one value per input row: ``label`` (strings),
     ``value`` (floats) or ``probabilities`` (shape (rows, len(classes)), columns in
-    ``classes`` order). ``time`` is timezone-aware (UTC).
+    ``classes`` order). ``time`` is timezone-aware (UTC). ``rows`` (start, stop) says
+    which rows of ``inputs`` are the request's when ``inputs`` is a whole batch's frame:
+    the writer then takes them without a copy per request.
     """
 
     request_id: str
@@ -79,6 +81,12 @@ class LogEntry:
     latency_ms: float
     status: int
     classes: Sequence[str] = ()
+    rows: tuple[int, int] | None = None
+
+    @property
+    def height(self) -> int:
+        """The request's input rows."""
+        return self.inputs.height if self.rows is None else self.rows[1] - self.rows[0]
 
 
 @dataclass(frozen=True)
@@ -407,12 +415,17 @@ def check_entry(entry: LogEntry) -> None:
         raise ValueError(
             f"LogEntry.variant must be one of {sorted(VARIANTS)}. Got {entry.variant!r} instead."
         )
+    if entry.rows is not None and not 0 <= entry.rows[0] <= entry.rows[1] <= entry.inputs.height:
+        raise ValueError(
+            f"LogEntry.rows must be (start, stop) with 0 <= start <= stop <= "
+            f"{entry.inputs.height} (the inputs' rows). Got {entry.rows!r} instead."
+        )
     for name, values in entry.outputs.items():
         _check_output(entry, name, values)
 
 
 def _check_output(entry: LogEntry, name: str, values: np.ndarray | Sequence[Any]) -> None:
-    rows = entry.inputs.height
+    rows = entry.height
     if len(values) != rows:
         raise ValueError(
             f"LogEntry.outputs['{name}'] has {len(values)} rows; inputs has {rows}. "
@@ -431,7 +444,7 @@ def _check_output(entry: LogEntry, name: str, values: np.ndarray | Sequence[Any]
 
 def log_rows(entry: LogEntry) -> int:
     """Log rows an entry becomes: one per input row, or one for a request without rows."""
-    return max(entry.inputs.height, 1)
+    return max(entry.height, 1)
 
 
 def entries_parts(entries: list[LogEntry]) -> list[Part]:
@@ -448,8 +461,12 @@ def entries_parts(entries: list[LogEntry]) -> list[Part]:
 def entries_frame(entries: Sequence[LogEntry]) -> pl.DataFrame:
     """The log rows of ``entries``: entries with one layout are concatenated as whole columns."""
     layouts: dict[Hashable, list[LogEntry]] = {}
+    known: dict[tuple[int, bool], Hashable] = {}  # by inputs frame: a batch's entries share theirs
     for entry in entries:
-        layouts.setdefault(_layout(entry), []).append(entry)
+        key = (id(entry.inputs), entry.height == 0)
+        if key not in known:
+            known[key] = _layout(entry)
+        layouts.setdefault(known[key], []).append(entry)
     frames = [_layout_frame(group) for group in layouts.values()]
     if len(frames) == 1:
         return frames[0]
@@ -461,21 +478,33 @@ def entries_frame(entries: Sequence[LogEntry]) -> pl.DataFrame:
 
 
 def _layout(entry: LogEntry) -> Hashable:
-    if entry.inputs.height == 0:
+    if entry.height == 0:
         return None
     outputs = tuple((name, getattr(values, "ndim", 1)) for name, values in entry.outputs.items())
     return (tuple(entry.inputs.schema.items()), outputs, tuple(entry.classes))
 
 
 def _layout_frame(entries: list[LogEntry]) -> pl.DataFrame:
-    heights = [entry.inputs.height for entry in entries]
+    heights = [entry.height for entry in entries]
     meta = _meta_frame(entries, heights)
     if heights[0] == 0:
         return meta.with_columns(row=pl.lit(None, pl.Int64)).select(list(META_SCHEMA))
     meta = meta.with_columns(row=pl.int_ranges(0, "_rows")).explode("row").select(list(META_SCHEMA))
-    inputs = pl.concat([entry.inputs for entry in entries], how="vertical", rechunk=False)
+    inputs = pl.concat(_input_runs(entries), how="vertical", rechunk=False)
     inputs = inputs.select(pl.all().name.prefix("input."))
     return pl.concat([meta, inputs, _outputs_frame(entries)], how="horizontal")
+
+
+def _input_runs(entries: list[LogEntry]) -> list[pl.DataFrame]:
+    """The entries' input rows in order, one slice per run of adjacent rows of one frame."""
+    runs: list[tuple[pl.DataFrame, int, int]] = []
+    for entry in entries:
+        start, stop = entry.rows or (0, entry.inputs.height)
+        if runs and runs[-1][0] is entry.inputs and runs[-1][2] == start:
+            runs[-1] = (entry.inputs, runs[-1][1], stop)
+        else:
+            runs.append((entry.inputs, start, stop))
+    return [frame.slice(start, stop - start) for frame, start, stop in runs]
 
 
 def _meta_frame(entries: list[LogEntry], heights: list[int]) -> pl.DataFrame:

@@ -30,12 +30,14 @@ InputsOf = Callable[[LoadedModel], Inputs]
 
 @dataclass(frozen=True)
 class Scored:
-    """A request's answer: which variant and version produced which prediction."""
+    """A request's answer: which variant and version produced which prediction, from
+    which rows (``rows`` of the batch's ``frame``)."""
 
     request_id: str
     variant: Variant
     model: LoadedModel
     frame: pl.DataFrame
+    rows: tuple[int, int]
     prediction: Prediction
     seconds: float
 
@@ -152,7 +154,9 @@ class Scorer:
             self.metrics.observe_failure(label)
             raise
         seconds = time.perf_counter() - started
-        scored = Scored(request_id, label, model, scoring.frame, scoring.prediction, seconds)
+        scored = Scored(
+            request_id, label, model, scoring.frame, scoring.rows, scoring.prediction, seconds
+        )
         self.metrics.observe_prediction(label, scoring.prediction, seconds)
         for listener in self.listeners:
             listener(scored)

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import polars as pl
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -20,7 +21,7 @@ from pydantic import BaseModel, Field, StrictInt
 from keelson import __version__
 from keelson.registry.model import LoadedModel, Prediction
 from keelson.registry.signature import V2_DATATYPES, DataType, Rows, Signature
-from keelson.serve.bodies import OPENAPI_BODY, body_route
+from keelson.serve.bodies import OPENAPI_BODY, BodyHandlers, body_route, json_response
 from keelson.serve.errors import ServeError, error_responses
 from keelson.serve.limits import require_json
 from keelson.serve.scoring import Scored, Scorer
@@ -32,6 +33,7 @@ V2Datatype = Literal[
     "FP16", "FP32", "FP64", "BYTES",
 ]  # fmt: skip
 _INTEGERS = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
+_NESTED = (list, dict)
 _ACCEPTED: dict[DataType, frozenset[str]] = {
     "int64": _INTEGERS,
     "float64": _INTEGERS | {"FP16", "FP32", "FP64"},
@@ -142,9 +144,7 @@ def _add_model_routes(router: APIRouter, path: str, scorer: Scorer) -> None:
     async def ready(name: str, version: str | None = None) -> ModelReady:
         return ModelReady(name=scorer.model(name, version).name, ready=True)
 
-    async def answer(
-        request: Request, body: InferenceRequest
-    ) -> tuple[InferenceResponse, dict[str, str]]:
+    async def infer_json(request: Request, body: InferenceRequest) -> Response:
         def inputs_of(model: LoadedModel) -> Rows:
             requested_outputs(body.outputs, model)  # 422 before any work
             return model.signature.rows(columns_of(body.inputs, model.signature))
@@ -153,22 +153,13 @@ def _add_model_routes(router: APIRouter, path: str, scorer: Scorer) -> None:
         request_id = body.id or request.headers.get("x-request-id")
         scored = await scorer.score(inputs_of, name, version, request.headers, request_id)
         wanted = requested_outputs(body.outputs, scored.model)
-        return inference_response(scored, wanted), scored.headers()
+        return json_response(inference_answer(scored, wanted), scored.headers())
 
     async def infer(
-        request: Request,
-        response: Response,
-        body: InferenceRequest,
-        name: str,
-        version: str | None = None,
-    ) -> InferenceResponse:
-        answered, headers = await answer(request, body)
-        response.headers.update(headers)
-        return answered
-
-    async def infer_json(request: Request, body: InferenceRequest) -> Response:
-        answered, headers = await answer(request, body)
-        return Response(answered.model_dump_json(), media_type="application/json", headers=headers)
+        request: Request, body: InferenceRequest, name: str, version: str | None = None
+    ) -> Response:
+        """Declared for the OpenAPI document: its route's handlers take every JSON body."""
+        return await infer_json(request, body)
 
     async def infer_columnar(request: Request, frame: pl.DataFrame) -> Response:
         name, version = request.path_params["name"], request.path_params.get("version")
@@ -179,19 +170,20 @@ def _add_model_routes(router: APIRouter, path: str, scorer: Scorer) -> None:
             request.headers,
             request.headers.get("x-request-id"),
         )
-        answer = inference_response(scored, [o.name for o in model_outputs(scored.model)])
-        return Response(
-            answer.model_dump_json(), media_type="application/json", headers=scored.headers()
-        )
+        answer = inference_answer(scored, output_names(scored.model))
+        return json_response(answer, scored.headers())
 
     router.add_api_route(
         f"{path}/infer",
         infer,
         methods=["POST"],
         summary="Inference (JSON tensors, or an Arrow/Parquet table of the input columns)",
+        response_model=InferenceResponse,
         dependencies=[Depends(require_json)],
         responses=error_responses(400, 404, 413, 415, 422, 500, 503),
-        route_class_override=body_route(infer_columnar, (InferenceRequest, infer_json)),
+        route_class_override=body_route(
+            BodyHandlers(infer_columnar, (InferenceRequest, infer_json))
+        ),
         openapi_extra=OPENAPI_BODY,
     )
     not_found = error_responses(404, 422, 503)
@@ -229,9 +221,14 @@ def model_outputs(model: LoadedModel) -> list[TensorMetadata]:
     ]
 
 
+def output_names(model: LoadedModel) -> list[str]:
+    """The names of :func:`model_outputs`, in order."""
+    return ["value"] if model.task == "regression" else ["label", "probabilities"]
+
+
 def requested_outputs(outputs: list[RequestOutput] | None, model: LoadedModel) -> list[str]:
     """Names of the outputs to answer with, each once (all the model has when none are asked)."""
-    available = [output.name for output in model_outputs(model)]
+    available = output_names(model)
     for position, output in enumerate(outputs or []):
         if output.name not in available:
             raise ServeError(
@@ -260,6 +257,16 @@ def columns_of(inputs: list[RequestInput], signature: Signature) -> dict[str, li
     return columns
 
 
+def _flat(tensor: RequestInput) -> bool:
+    """The common case, checked at once: ``[rows]`` or ``[rows, 1]`` of as many flat values."""
+    shape, data = tensor.shape, tensor.data
+    return (
+        (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1))
+        and shape[0] == len(data)
+        and not (data and isinstance(data[0], _NESTED))
+    )
+
+
 def _where(tensor: RequestInput, position: int) -> str:
     return f"inputs[{position}] ('{tensor.name}')"
 
@@ -274,6 +281,8 @@ def _datatype_mismatch(tensor: RequestInput, position: int, expected: DataType) 
 
 
 def _values(tensor: RequestInput, position: int) -> list[Any]:
+    if _flat(tensor):
+        return tensor.data
     shape = tensor.shape
     if len(shape) not in (1, 2) or shape[1:] not in ([], [1]):
         raise ServeError(
@@ -319,39 +328,41 @@ def flatten(data: list[Any], where: str) -> list[Any]:
     return flat
 
 
-def inference_response(scored: Scored, wanted: list[str]) -> InferenceResponse:
-    """The ``wanted`` outputs (see :func:`requested_outputs`) of a scored request."""
-    return InferenceResponse(
-        model_name=scored.model.name,
-        model_version=str(scored.model.version),
-        id=scored.request_id,
-        outputs=[_OUTPUTS[name](scored.prediction) for name in wanted],
-    )
+def inference_answer(scored: Scored, wanted: list[str]) -> dict[str, Any]:
+    """The ``wanted`` outputs (see :func:`requested_outputs`) of a scored request, as an
+    :class:`InferenceResponse` (a plain dict, numpy arrays in it: serialised as they are)."""
+    return {
+        "model_name": scored.model.name,
+        "model_version": str(scored.model.version),
+        "id": scored.request_id,
+        "outputs": [_OUTPUTS[name](scored.prediction) for name in wanted],
+    }
 
 
-def _label_output(prediction: Prediction) -> ResponseOutput:
+def _label_output(prediction: Prediction) -> dict[str, Any]:
     labels = prediction.labels
-    return ResponseOutput(name="label", datatype="BYTES", shape=[len(labels)], data=labels)
+    return {"name": "label", "datatype": "BYTES", "shape": [len(labels)], "data": labels}
 
 
-def _probability_output(prediction: Prediction) -> ResponseOutput:
+def _probability_output(prediction: Prediction) -> dict[str, Any]:
     probabilities = prediction.probabilities
-    return ResponseOutput(
-        name="probabilities",
-        datatype="FP64",
-        shape=list(probabilities.shape),
-        data=probabilities.ravel().tolist(),
-    )
+    return {
+        "name": "probabilities",
+        "datatype": "FP64",
+        "shape": list(probabilities.shape),
+        "data": probabilities.ravel(),
+    }
 
 
-def _value_output(prediction: Prediction) -> ResponseOutput:
+def _value_output(prediction: Prediction) -> dict[str, Any]:
     values = prediction.values
     if values is None:  # requested_outputs offers "value" only for regressors
         raise AssertionError("a classification prediction has no values")
-    return ResponseOutput(name="value", datatype="FP64", shape=[len(values)], data=values.tolist())
+    data = np.ascontiguousarray(values)  # orjson takes contiguous arrays only
+    return {"name": "value", "datatype": "FP64", "shape": [len(values)], "data": data}
 
 
-_OUTPUTS: dict[str, Callable[[Prediction], ResponseOutput]] = {
+_OUTPUTS: dict[str, Callable[[Prediction], dict[str, Any]]] = {
     "label": _label_output,
     "probabilities": _probability_output,
     "value": _value_output,
