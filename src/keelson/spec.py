@@ -498,6 +498,14 @@ class Batching(_Section):
         "keep arriving, for this long at most; a lone request never waits.",
     )
     max_rows: int = Field(2000, ge=1, description="Rows scored in one model call at most.")
+    inline_ms: float = Field(
+        1.0,
+        ge=0.0,
+        le=1000.0,
+        description="A batch the model last scored (at about its size) in under this many CPU "
+        "milliseconds is scored on the event loop instead of the predict thread: the hand-off "
+        "costs more than such a call blocks the loop. 0: always the predict thread.",
+    )
 
 
 class Traffic(_Section):

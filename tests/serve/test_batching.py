@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -18,13 +20,19 @@ from .helpers import ROWS, columns, in_process
 class CountingPipeline:
     """The real fitted pipeline, counting the frames it is called with."""
 
-    def __init__(self, pipeline: Any) -> None:
+    def __init__(self, pipeline: Any, burn_s: float = 0.0) -> None:
         self.pipeline = pipeline
+        self.burn_s = burn_s
         self.calls: list[int] = []
+        self.threads: list[str] = []
         self.classes_ = pipeline.classes_
 
     def predict_proba(self, frame: Any) -> Any:
         self.calls.append(frame.height)
+        self.threads.append(threading.current_thread().name)
+        started = time.thread_time()
+        while time.thread_time() - started < self.burn_s:  # a slow model: CPU, not sleep
+            pass
         if frame["age"].min() < 0:
             raise ValueError("a negative age")
         return self.pipeline.predict_proba(frame)
@@ -33,8 +41,8 @@ class CountingPipeline:
         return self.pipeline.predict(frame)
 
 
-def counting(model: LoadedModel) -> tuple[LoadedModel, CountingPipeline]:
-    pipeline = CountingPipeline(model.pipeline)
+def counting(model: LoadedModel, burn_s: float = 0.0) -> tuple[LoadedModel, CountingPipeline]:
+    pipeline = CountingPipeline(model.pipeline, burn_s)
     return LoadedModel(model.name, model.version, pipeline, model.signature, None), pipeline
 
 
@@ -161,3 +169,27 @@ def test_a_batch_waits_only_while_requests_keep_arriving(model: LoadedModel) -> 
     asyncio.run(clients())
 
     assert sum(pipeline.calls) == 20 and max(pipeline.calls) > 1
+
+
+@pytest.mark.parametrize(("burn_s", "inline"), [(0.0, True), (0.06, False)], ids=["quick", "slow"])
+def test_a_quick_model_is_called_on_the_event_loop_a_slow_one_on_the_predict_thread(
+    model: LoadedModel, burn_s: float, inline: bool
+) -> None:
+    served, pipeline = counting(model, burn_s)
+    parts = frames(model, 1)
+
+    async def one_at_a_time() -> str:
+        batcher = MicroBatcher(inline_s=0.05)
+        batcher.start()
+        try:
+            for _ in range(4):
+                await batcher.predict(served, parts[0])
+        finally:
+            await batcher.stop()
+        return threading.current_thread().name
+
+    loop_thread = asyncio.run(one_at_a_time())
+
+    first, *later = pipeline.threads  # the first call is measured on the predict thread
+    assert first.startswith("keelson-predict")
+    assert later == ([loop_thread] * 3 if inline else [first] * 3)

@@ -77,6 +77,7 @@ def create_app(model: LoadedModel | None = None, deployment: Deployment | None =
         settings.batching.max_wait_ms / 1000,
         settings.max_queue,
         on_batch=metrics.batch.observe,
+        inline_s=settings.batching.inline_ms / 1000,
     )
     scorer = Scorer(
         holders,
