@@ -1,5 +1,6 @@
 """Compiled tree ensembles: the model's LightGBM, XGBoost and scikit-learn forests answered
-by ONNX Runtime, used only where they match the pipeline.
+by ONNX Runtime, used only where they match the pipeline (and its ordinal-encoding
+preprocessing as Polars expressions: :mod:`keelson.serve.compiled_columns`).
 
 The preprocessing, calibration and blending around an ensemble stay as they are; each
 ensemble inside the fitted pipeline is converted to ONNX (onnxmltools, skl2onnx) and
@@ -25,6 +26,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from keelson.registry.model import LoadedModel, Runtime
+from keelson.serve.compiled_columns import compile_columns
 
 logger = logging.getLogger(__name__)
 
@@ -137,12 +139,16 @@ def compile_model(model: LoadedModel, placeholder: Any = None) -> Compilation:
     """``model`` with each convertible ensemble answered by ONNX Runtime where it matches;
     ``placeholder`` (a frame in the signature) checks the whole model once more."""
     result = Compilation(model)
-    compile_part = lambda part: _compiled(part, result)  # noqa: E731
+    schema = placeholder.schema if placeholder is not None else None
+    compile_part = lambda part: _compiled(part, result, schema)  # noqa: E731
     pipeline = compile_part(copy.deepcopy(model.pipeline))
     _replace_ensembles(pipeline, compile_part)
     if not result.compiled:
         return result
-    compiled = dataclasses.replace(model, pipeline=pipeline, runtime=RUNTIME)
+    trees = any(name in _CONVERTED for name in result.compiled)
+    compiled = dataclasses.replace(
+        model, pipeline=pipeline, runtime=RUNTIME if trees else model.runtime
+    )
     if placeholder is not None:
         difference = _difference(model, compiled, placeholder)
         if difference is None or difference > TOLERANCE:
@@ -154,9 +160,18 @@ def compile_model(model: LoadedModel, placeholder: Any = None) -> Compilation:
     return result
 
 
-def _compiled(part: Any, result: Compilation) -> Any:
-    """``part`` compiled if it is a convertible ensemble that matches, else ``part``."""
+def _compiled(part: Any, result: Compilation, schema: Any) -> Any:
+    """``part`` compiled if it is a convertible ensemble (or, given the input ``schema``,
+    ColumnTransformer) that matches, else ``part``."""
     name = type(part).__name__
+    if name == "ColumnTransformer" and schema is not None:
+        try:
+            compiled_columns = compile_columns(part, schema)
+        except Exception as exc:
+            result.kept.append(f"{name}: {str(exc)[:160]}")
+            return part
+        result.compiled.append(name)
+        return compiled_columns
     if name not in _CONVERTED:
         return part
     try:
