@@ -82,7 +82,7 @@ REFUSALS = (ServeError, SignatureError, RequestValidationError)
 
 @dataclass(frozen=True)
 class Refusal:
-    """A 4xx/503 answer: status, stable reason code, message, headers."""
+    """An error answer: status, stable reason code, message, headers."""
 
     status_code: int
     reason: str

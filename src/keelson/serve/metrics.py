@@ -124,7 +124,7 @@ class ServeMetrics:
         return child
 
     def observe_failure(self, variant: str) -> None:
-        self.scored.labels(variant=variant, outcome="error").inc()
+        self._child(self.scored, variant, "error").inc()
 
     def serving(self, variant: str, model: LoadedModel) -> None:
         self.version.labels(variant=variant, name=model.name).set(model.version)
