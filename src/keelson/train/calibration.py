@@ -7,7 +7,9 @@ carries it clones, hashes and serialises like any scikit-learn estimator:
   params ``(a, b)``, and ``(1, 0)`` leaves scores unchanged.
 * ``isotonic``: a monotone step function fitted by isotonic regression; params are the
   knots' x values followed by their y values, applied with linear interpolation and
-  clipped at the ends.
+  clipped at the ends, then mixed with a millionth of the score itself. Isotonic
+  regression is flat between knots: rows it would tie keep their order, so the
+  calibration never changes the ranking (ROC-AUC, PR-AUC) of the model it calibrates.
 
 ``choose_calibration`` compares the methods by cross-fitted log-loss on the same
 out-of-fold scores and keeps "none" unless a method is clearly better.
@@ -33,6 +35,7 @@ MIN_ISOTONIC_ROWS = 1000  # fewer rows: isotonic overfits, sigmoid is used inste
 FOLDS = 5
 MARGIN_SE = 2.0  # a method replaces a simpler one only if it lowers log-loss by 2 s.e.
 _EPS = 1e-15
+TIE_BREAK = 1e-6  # share of the raw score in an isotonic map: strictly increasing
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def apply(calibration: Calibration, scores: np.ndarray) -> np.ndarray:
         a, b = calibration.params
         return np.asarray(expit(a * _logit(scores) + b))
     if calibration.method == "isotonic":
-        return np.interp(scores, *calibration.knots())
+        return (1 - TIE_BREAK) * np.interp(scores, *calibration.knots()) + TIE_BREAK * scores
     return scores
 
 
