@@ -150,3 +150,20 @@ def test_refuses_predictions_of_different_shapes(binary: tuple) -> None:
         select_ensemble([models[0], models[1][:10]], y, roc_auc_score, True)
     with pytest.raises(ValueError, match="one label per prediction row"):
         select_ensemble(models, y[:10], roc_auc_score, True)
+
+
+def test_folds_score_a_blend_as_the_search_scores_a_trial() -> None:
+    """Two periods with base rates 0.2 and 0.8: pooled, a model that only knows the period
+    looks best; per fold (as the search and a later test see it) it ranks nothing."""
+    rng = np.random.default_rng(4)
+    folds = np.repeat([0, 1], 2000)
+    y = (rng.random(4000) < np.where(folds == 0, 0.2, 0.8)).astype(int)
+    within = 0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.3, 4000)  # ranks rows inside a period
+    period = np.where(folds == 0, 0.2, 0.8)  # the base rate only
+    pooled = select_ensemble([period, within], y, roc_auc_score, True)
+    assert pooled.best_single == 0
+    per_fold = select_ensemble([period, within], y, roc_auc_score, True, folds=folds)
+    assert per_fold.best_single == 1
+    assert per_fold.members == (1,)
+    fold_means = np.mean([roc_auc_score(y[folds == f], within[folds == f]) for f in (0, 1)])
+    assert per_fold.best_single_score == pytest.approx(fold_means)

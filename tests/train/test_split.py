@@ -41,9 +41,14 @@ def test_time_split_never_shuffles_and_keeps_the_gap() -> None:
     assert test_times[0] == 800 and train_times[-1] == 789  # the latest rows; 10 left out
     labels = parts.train["y"].to_numpy()
     spec = Split(method="time", time_column="when", gap=5)
-    for fit_rows, score_rows in folds(parts.train, labels, spec, "time", 4):
+    chained = folds(parts.train, labels, spec, "time", 4)
+    for fit_rows, score_rows in chained:
         assert fit_rows.max() + 5 < score_rows.min()  # always the past predicts the future
         assert list(score_rows) == list(range(score_rows.min(), score_rows.max() + 1))
+        assert fit_rows.size >= parts.train.height // 2 - 5  # each learns from half at least
+    scored = np.concatenate([score_rows for _, score_rows in chained])
+    assert parts.train.height // 2 - 4 < scored.size <= parts.train.height // 2  # the later half
+    assert scored.max() == parts.train.height - 1
 
 
 def test_group_split_keeps_each_group_on_one_side() -> None:

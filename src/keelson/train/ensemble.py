@@ -4,7 +4,10 @@ Start from the best single model; each round adds the model (repeats allowed) wh
 inclusion gives the best blended score; a model's weight is how often it was added.
 The ensemble kept is the best one seen, so it never scores worse than the best single
 model on the rows it was selected on. This is AutoGluon's ``WeightedEnsemble`` and
-auto-sklearn's ensemble builder.
+auto-sklearn's ensemble builder. Given each row's validation fold, a blend is scored as
+the search scores a trial, by the mean of its per-fold scores: pooled over the folds of
+a time split, the periods' different base rates would reward a model for how its scores
+compare across periods, which no test set asks of it.
 
 Predictions follow the task's shape: binary ``(n,)`` probabilities, multiclass ``(n, k)``
 probabilities, regression ``(n,)`` values. Blending is a weighted mean, so blended
@@ -60,22 +63,27 @@ def select_ensemble(
     higher_is_better: bool,
     rounds: int = 25,
     mask: np.ndarray | None = None,
+    folds: np.ndarray | None = None,
 ) -> Ensemble:
     """Caruana selection over ``predictions`` (one per model), scored on the ``mask`` rows.
 
-    ``mask`` marks the rows that have an out-of-fold prediction (all rows when None).
+    ``mask`` marks the rows that have an out-of-fold prediction (all rows when None);
+    ``folds`` gives each row's validation fold (None: the rows are scored all at once).
     Ties between candidates go to the lowest index, so the result is deterministic.
     """
     stacked, y = _covered(predictions, y, mask)
+    if folds is not None:
+        folds = np.asarray(folds) if mask is None else np.asarray(folds)[np.asarray(mask, bool)]
     sign = 1.0 if higher_is_better else -1.0
-    singles = np.array([sign * metric(y, p) for p in stacked])
+    score = _per_fold(metric, y, folds)
+    singles = np.array([sign * score(p) for p in stacked])
     first = int(np.argmax(singles))
     counts = np.zeros(len(stacked), dtype=np.int64)
     counts[first] = 1
     total, best_counts, best = stacked[first].copy(), counts.copy(), singles[first]
     stale = 0
     for size in range(2, rounds + 1):
-        scores = np.array([sign * metric(y, (total + p) / size) for p in stacked])
+        scores = np.array([sign * score((total + p) / size) for p in stacked])
         chosen = int(np.argmax(scores))  # the first of equal scores: lowest index
         counts[chosen] += 1
         total += stacked[chosen]
@@ -90,6 +98,16 @@ def select_ensemble(
     return Ensemble(
         weights, float(sign * best), first, float(sign * singles[first]), higher_is_better
     )
+
+
+def _per_fold(
+    metric: Metric, y: np.ndarray, folds: np.ndarray | None
+) -> Callable[[np.ndarray], float]:
+    """The metric of a prediction: the mean over ``folds`` of each fold's score."""
+    if folds is None:
+        return lambda p: metric(y, p)
+    rows = [np.flatnonzero(folds == fold) for fold in np.unique(folds)]
+    return lambda p: float(np.mean([metric(y[r], p[r]) for r in rows]))
 
 
 def blend(predictions: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:

@@ -131,7 +131,12 @@ def _choose_members(problem: Problem, result: SearchResult, spec: Train) -> _Cho
     scorer = metric(problem.task, problem.metric)
     predictions = [t.oof for t in kept if t.oof is not None]
     ensemble = select_ensemble(
-        predictions, problem.labels, scorer.fn, scorer.higher_is_better, mask=single.covered
+        predictions,
+        problem.labels,
+        scorer.fn,
+        scorer.higher_is_better,
+        mask=single.covered,
+        folds=_fold_of_rows(problem),
     )
     summary = ensemble.to_dict() | {"used": ensemble.improves(ENSEMBLE_TOLERANCE)}
     summary["members"] = [
@@ -143,6 +148,14 @@ def _choose_members(problem: Problem, result: SearchResult, spec: Train) -> _Cho
     members = [Member(kept[i], float(ensemble.weights[i])) for i in ensemble.members]
     oof = blend(predictions, ensemble.weights)
     return _Choice(members, oof, single.covered, summary)
+
+
+def _fold_of_rows(problem: Problem) -> np.ndarray:
+    """The validation fold that scored each row (-1: none did)."""
+    fold_of = np.full(problem.labels.shape[0], -1)
+    for index, (_, score_rows) in enumerate(problem.folds):
+        fold_of[score_rows] = index
+    return fold_of
 
 
 def _affordable(choice: _Choice, deadline: Deadline, workers: int) -> bool:

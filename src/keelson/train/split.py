@@ -114,8 +114,8 @@ def folds(frame: pl.DataFrame, labels: np.ndarray, spec: Split, method: str, k: 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*least populated class.*")
         if method == "time":
-            splitter = ms.TimeSeriesSplit(n_splits=k, gap=spec.gap)
-            return list(splitter.split(rows))
+            chained = ms.TimeSeriesSplit(k, gap=spec.gap, test_size=_later_half(rows.size, k))
+            return list(chained.split(rows))
         if method == "group":
             groups = frame[str(spec.group_column)].to_numpy()
             grouped = ms.StratifiedGroupKFold if _is_class(labels) else ms.GroupKFold
@@ -125,6 +125,16 @@ def folds(frame: pl.DataFrame, labels: np.ndarray, spec: Split, method: str, k: 
             stratified = ms.StratifiedKFold(k, shuffle=True, random_state=spec.seed)
             return list(stratified.split(rows, labels))
         return list(ms.KFold(k, shuffle=True, random_state=spec.seed).split(rows))
+
+
+def _later_half(rows: int, k: int) -> int | None:
+    """Rows each forward-chaining fold scores: ``k`` folds cover the later half, so every
+    fold learns from half the rows at least. Folds that learn from a sixth (scikit-learn's
+    default for k=5) favour models that win when data is scarce, which the final model,
+    fitted on all rows, is not (on elec2 they ranked logistic regression second of five,
+    the test last; later-half folds ranked the five as the test did but for one pair)."""
+    size = rows // (2 * k)
+    return size if size > 0 else None
 
 
 def _is_class(labels: np.ndarray) -> bool:
