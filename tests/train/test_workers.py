@@ -8,9 +8,12 @@ number of seconds), so nothing needs importing in the children.
 from __future__ import annotations
 
 import operator
+import os
 import time
 
-from keelson.train.workers import JobFailed, WorkerPool
+import psutil
+
+from keelson.train.workers import JobFailed, WorkerPool, start_fork_server
 
 
 def test_jobs_run_in_workers_and_return_results() -> None:
@@ -20,6 +23,16 @@ def test_jobs_run_in_workers_and_return_results() -> None:
         pool.submit("b", operator.mul, 5)
         results = dict(pool.wait(30) + pool.wait(30))
     assert results == {"a": 5, "b": 10}
+
+
+def test_the_fork_server_started_early_is_the_one_workers_come_from() -> None:
+    start_fork_server()  # `keelson run` starts it before its own imports
+    servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
+    assert len(servers) == 1
+    with WorkerPool(1) as pool:
+        pool.load(os.getppid)
+        pool.submit("parent", operator.call)  # the job calls os.getppid() in the worker
+        assert pool.wait(30) == [("parent", servers[0].pid)]
 
 
 def test_a_failing_job_is_reported_and_the_worker_lives_on() -> None:

@@ -22,14 +22,19 @@ def run(
     budget: float | None = typer.Option(None, help="Override train.budget.seconds."),
 ) -> None:
     """Read, validate, integrate, version, train, evaluate, register and report."""
-    from keelson import runner
-    from keelson.run_context import RunContext
     from keelson.spec import load_spec
-    from keelson.store.store import locate, open_store
-    from keelson.train.budget import process_start
 
     folder = find_project(project)
     spec = load_spec(folder)
+    if spec.execution.engine != "dask":
+        from keelson.train.workers import start_fork_server
+
+        start_fork_server()  # the trials' processes import the learners while this one does
+    from keelson import runner
+    from keelson.run_context import RunContext
+    from keelson.store.store import locate, open_store
+    from keelson.train.budget import process_start
+
     if budget is not None:
         spec = spec.model_copy(
             update={
