@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import polars as pl
+import pytest
 from tests.train.problems import binary_problem
 
 from keelson.spec import Budget, Train
@@ -70,6 +71,23 @@ def test_no_trial_starts_after_the_search_deadline() -> None:
     began = result.seconds and min(t.started_s for t in result.trials)
     assert all(t.started_s - began <= limit + 0.5 for t in result.trials)
     assert any(t.state == "complete" for t in result.trials)
+
+
+def test_skipped_proposals_end_the_search_only_twenty_in_a_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every other proposal is too slow for the time left: 29 of them are skipped in all,
+    never two in a row, and the search still runs its 30 trials."""
+    import itertools
+
+    from keelson.train import search as module
+
+    turns = itertools.cycle([True, False])
+    monkeypatch.setattr(module._Loop, "_fits_in_time", lambda self, family: next(turns))
+    spec = Train(candidates=["linear"], budget=Budget(seconds=120, max_trials=30), cv_folds=2)
+    result = run_search(spec)
+    assert len(result.trials) == 30
+    assert result.trials[-1].trial == 58  # trial numbers count the skipped proposals too
 
 
 def test_short_of_time_the_cheapest_family_goes_first() -> None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 HURRY = 0.4  # under this share of the budget left when the search starts: cheapest first
 KEEP_PREDICTIONS = 12  # out-of-fold predictions kept for the ensemble, best trials first
 _MIN_TRIALS_TO_PRUNE = 4
+_SKIPS_IN_A_ROW = 20  # proposals in a row too slow for the time left: the search is over
 
 
 @dataclass
@@ -237,7 +238,7 @@ class _Loop:
     on_trial: OnTrial | None
     result: SearchResult = field(init=False)
     running: dict[int, tuple[Any, TrialRecord]] = field(default_factory=dict)
-    skipped: int = 0
+    skipped: int = 0  # proposals skipped since a trial last started
 
     def __post_init__(self) -> None:
         self.result = SearchResult(self.problem.task, self.problem.metric)
@@ -262,8 +263,9 @@ class _Loop:
 
     def _may_start(self) -> bool:
         if not self.result.complete() and not self.running:
-            return self.skipped < 20  # a model is needed: one trial runs whatever the clock says
-        if self.skipped >= 20 or time.monotonic() >= self._until():
+            # a model is needed: one trial runs whatever the clock says
+            return self.skipped < _SKIPS_IN_A_ROW
+        if self.skipped >= _SKIPS_IN_A_ROW or time.monotonic() >= self._until():
             return False
         limit = self.spec.budget.max_trials
         return limit is None or len(self.result.trials) + len(self.running) < limit
@@ -278,6 +280,7 @@ class _Loop:
                 self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 self.skipped += 1
                 continue
+            self.skipped = 0
             record = TrialRecord(trial.number, config, started_s=time.monotonic() - self.began)
             self.pool.submit(trial.number, cross_validate, config, self._prune_bars())
             self.running[trial.number] = (trial, record)
