@@ -450,6 +450,12 @@ class Train(_Section):
         "holdout (one share, the latest rows for a time split: faster on large tables).",
     )
     cv_folds: int = Field(5, ge=2, le=10)
+    cv_repeats: Literal["auto"] | Annotated[int, Field(ge=1, le=10)] = Field(
+        "auto",
+        description="Stratified or random CV: repeats of the K folds, each time with other rows "
+        "in each fold; a trial's score averages them, which steadies the scores of small "
+        "tables. auto: enough repeats to score about 2,000 rows (at most 5).",
+    )
     holdout: float = Field(0.2, gt=0.0, lt=0.5, description="validation holdout: the share scored.")
     imbalance: Literal["auto", "none"] | list[Imbalance] = Field(
         "auto",

@@ -53,6 +53,48 @@ def test_out_of_fold_predictions_cover_every_row_once() -> None:
     )
 
 
+def test_repeated_folds_average_each_rows_predictions() -> None:
+    from dataclasses import replace
+
+    from keelson.spec import Split
+    from keelson.train.split import folds
+
+    problem = imbalanced()
+    drawn = folds(problem.features, problem.labels, Split(), "stratified", 3, repeats=2)
+    assert len(drawn) == 6
+    for repeat in (drawn[:3], drawn[3:]):  # each repeat scores every row once
+        assert sorted(np.concatenate([rows for _, rows in repeat])) == list(range(600))
+    config = Config("linear", {"C": 1.0})
+    first, second, both = (
+        cross_validate(replace(problem, folds=part), config)
+        for part in (drawn[:3], drawn[3:], drawn)
+    )
+    assert first.oof is not None and second.oof is not None and both.oof is not None
+    assert not np.allclose(first.oof, second.oof)  # other rows in each fold: other models
+    np.testing.assert_allclose(both.oof, (first.oof + second.oof) / 2)
+    assert both.score == pytest.approx(np.mean(first.fold_scores + second.fold_scores))
+
+
+def test_the_learning_curve_takes_its_full_size_point_from_the_trial(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from keelson.train import crossval
+
+    problem = imbalanced()
+    config = Config("linear", {"C": 1.0})
+    trial = cross_validate(problem, config)
+    known = list(zip(trial.train_scores, trial.fold_scores, strict=True))
+    fitted = crossval.learning_points(problem, config, float("inf"), ordered=False)
+    built = []
+    original = crossval.make_pipeline
+    monkeypatch.setattr(crossval, "make_pipeline", lambda *a: built.append(a) or original(*a))
+    reused = crossval.learning_points(problem, config, float("inf"), False, known)
+    assert len(built) == 3 * 3  # three folds at 10, 25 and 50 % of their rows; none at 100 %
+    assert [p["fraction"] for p in reused] == [0.1, 0.25, 0.5, 1.0]
+    for mine, theirs in zip(reused, fitted, strict=True):
+        assert mine == pytest.approx(theirs)
+
+
 def test_a_trial_worse_than_the_bar_is_pruned_after_its_first_fold() -> None:
     outcome = cross_validate(imbalanced(), Config("linear", {"C": 1.0}), prune_bars=[1.1, 1.1, 1.1])
     assert outcome.state == "pruned" and len(outcome.fold_scores) == 1

@@ -99,7 +99,8 @@ def test_stratified_holdout_keeps_the_class_share() -> None:
 def test_cv_validation_gives_k_folds() -> None:
     table = frame()
     labels = table["y"].to_numpy()
-    assert len(validation_folds(table, labels, Split(), "stratified", Train(cv_folds=4))) == 4
+    once = Train(cv_folds=4, cv_repeats=1)
+    assert len(validation_folds(table, labels, Split(), "stratified", once)) == 4
 
 
 def test_time_column_is_not_a_feature_unless_asked() -> None:
@@ -107,3 +108,16 @@ def test_time_column_is_not_a_feature_unless_asked() -> None:
     assert not_features(spec, "time") == ["group", "when"]
     assert not_features(spec.model_copy(update={"time_feature": True}), "time") == ["group"]
     assert not_features(Split(), "stratified") == []
+
+
+def test_small_tables_repeat_their_folds_unless_told() -> None:
+    from keelson.train.split import repeats
+
+    assert [repeats(Train(), rows) for rows in (300, 750, 1000, 1500, 50_000)] == [5, 3, 2, 1, 1]
+    assert repeats(Train(cv_repeats=4), 50_000) == 4
+    table = frame()
+    labels = table["y"].to_numpy()
+    drawn = validation_folds(table, labels, Split(), "stratified", Train(cv_folds=5))
+    assert len(drawn) == 5 * 2  # 1,000 rows: two draws of the 5 folds
+    time_spec = Split(method="time", time_column="when")
+    assert len(validation_folds(table, labels, time_spec, "time", Train(cv_folds=5))) == 5

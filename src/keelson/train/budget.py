@@ -56,20 +56,27 @@ class Deadline:
         (at most 30 % of it). Measured on 2 busy cores: those steps take 3 to 6 s."""
         return min(6.0 + 0.05 * self.budget, 0.3 * self.budget)
 
-    def search_until(self, best: Sequence[_Timed], workers: int, checks: int = 0) -> float:
-        """When the search must be over, given the trials likely to be refitted and
-        ``checks`` trial-sized jobs still to come (feature selection, the learning curve)."""
+    def search_until(
+        self, best: Sequence[_Timed], workers: int, spec: Train | None = None
+    ) -> float:
+        """When the search must be over, given the trials likely to be refitted and, with
+        ``spec``, the checks it asks for after the search."""
         refit = _refit_seconds(best, workers)
-        extra = checks * (best[0].seconds + 0.5) if best else 0.0
+        checks = checks_seconds(spec, best[0]) if spec is not None and best else 0.0
         saving = sum(save_seconds(t.config) for t in best)
-        return self.at - self.reserve() - refit - extra - saving
+        return self.at - self.reserve() - refit - checks - saving
 
 
-def checks_after(spec: Train, selection_done: bool = False) -> int:
-    """Trial-sized jobs that follow the search: feature selection (importance, then CV
-    without the weak columns) and the learning curve."""
-    selection = 2 * spec.feature_selection if not selection_done else 0
-    return selection + int(spec.learning_curve)
+CURVE_FITS = 3 * (0.1 + 0.25 + 0.5)  # the learning curve's fits, in full-size fold fits
+
+
+def checks_seconds(spec: Train, best: _Timed, selection_done: bool = False) -> float:
+    """Seconds of work after the search: feature selection (importance, then CV without
+    the weak columns: two trials) and the learning curve (three folds at a tenth, a
+    quarter and half of their rows; the best trial itself is its full-size point)."""
+    selection = 2 * (best.seconds + 0.5) if spec.feature_selection and not selection_done else 0
+    curve = CURVE_FITS * best.fit_seconds + 0.5 if spec.learning_curve else 0.0
+    return selection + curve
 
 
 def fits_in_time(durations: Sequence[float], until: float) -> bool:

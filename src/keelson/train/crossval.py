@@ -73,15 +73,15 @@ def cross_validate(
     worse than ``prune_bars[i]`` after fold ``i`` (the median of earlier trials there)."""
     scorer = metric(problem.task, problem.metric)
     features, kinds = problem.features, problem.kinds()
-    outcome = Outcome("complete", oof=_empty_oof(problem))
+    outcome = Outcome("complete")
+    predicted = _OutOfFold(problem)
     for index, (fit_rows, score_rows) in enumerate(problem.folds):
         began = time.monotonic()
         pipeline = make_pipeline(config, kinds, problem.task, problem.threads, problem.seed)
         pipeline.fit(features[fit_rows], problem.labels[fit_rows])
         outcome.fit_seconds.append(time.monotonic() - began)
         scores = predict_scores(pipeline, features[score_rows], problem.task, problem.n_classes)
-        assert outcome.oof is not None
-        outcome.oof[score_rows] = scores
+        predicted.add(score_rows, scores)
         outcome.fold_scores.append(scorer.fn(problem.labels[score_rows], scores))
         outcome.train_scores.append(_train_score(problem, pipeline, features, fit_rows))
         running = float(np.mean(outcome.fold_scores))
@@ -90,6 +90,7 @@ def cross_validate(
             outcome.state, outcome.score = "pruned", running
             return outcome
     outcome.score = float(np.mean(outcome.fold_scores))
+    outcome.oof = predicted.mean()
     return outcome
 
 
@@ -128,18 +129,37 @@ def _train_score(
         return float("nan")
 
 
-def _empty_oof(problem: Problem) -> np.ndarray:
-    shape: tuple[int, ...] = (problem.labels.size,)
-    if problem.task == "multiclass":
-        shape = (problem.labels.size, problem.n_classes)
-    return np.full(shape, np.nan)
+class _OutOfFold:
+    """Each row's out-of-fold prediction: the mean over the repeats that scored it."""
+
+    def __init__(self, problem: Problem) -> None:
+        rows = problem.labels.size
+        shape = (rows, problem.n_classes) if problem.task == "multiclass" else (rows,)
+        self.total, self.count = np.zeros(shape), np.zeros(rows)
+
+    def add(self, rows: np.ndarray, scores: np.ndarray) -> None:
+        self.total[rows] += scores
+        self.count[rows] += 1
+
+    def mean(self) -> np.ndarray:
+        """NaN on rows no fold scored."""
+        count = self.count if self.total.ndim == 1 else self.count[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, self.total / count, np.nan)
 
 
 def learning_points(
-    problem: Problem, config: Config, deadline: float, ordered: bool
+    problem: Problem,
+    config: Config,
+    deadline: float,
+    ordered: bool,
+    known: list[tuple[float, float]] | None = None,
 ) -> list[dict[str, float | int]]:
-    """The learning curve of ``config`` on (at most three of) the folds, until ``deadline``."""
-    from keelson.train.generalisation import learning_curve
+    """The learning curve of ``config`` on (at most three of) the folds, until ``deadline``.
+
+    ``known``: the trial's own (training, held-out) score on each fold, which is the
+    curve's full-size point: only the smaller shares are fitted."""
+    from keelson.train.generalisation import full_point, learning_curve
 
     scorer = metric(problem.task, problem.metric)
     features, kinds = problem.features, problem.kinds()
@@ -153,8 +173,10 @@ def learning_points(
             scorer.fn(problem.labels[score_rows], held_out),
         )
 
-    folds = problem.folds[-3:] if ordered else problem.folds[:3]
-    points = learning_curve(
-        score, folds, (0.1, 0.25, 0.5, 1.0), problem.seed, deadline, ordered=ordered
-    )
+    chosen = slice(-3, None) if ordered else slice(None, 3)
+    folds = problem.folds[chosen]
+    fractions = (0.1, 0.25, 0.5) if known is not None else (0.1, 0.25, 0.5, 1.0)
+    points = learning_curve(score, folds, fractions, problem.seed, deadline, ordered=ordered)
+    if known is not None:
+        points.append(full_point(folds, known[chosen]))
     return [point.to_dict() for point in points]

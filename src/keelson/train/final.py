@@ -18,7 +18,7 @@ import polars as pl
 
 from keelson.spec import Costs, Train
 from keelson.train import crossval
-from keelson.train.budget import Deadline, checks_after
+from keelson.train.budget import Deadline, checks_seconds
 from keelson.train.calibration import CalibrationChoice, apply, choose_calibration
 from keelson.train.crossval import Problem, predict_scores
 from keelson.train.ensemble import blend, select_ensemble
@@ -86,8 +86,8 @@ def finish(
 ) -> FinalModel:
     selection = None
     if spec.feature_selection:
-        checks = checks_after(spec, selection_done=True)
-        until = deadline.search_until([result.best], pool.size, checks)
+        after = checks_seconds(spec, result.best, selection_done=True)
+        until = deadline.search_until([result.best], pool.size) - after
         selection = select_features(problem, pool, result.best, until)
     if selection is not None and selection.applied and selection.trial is not None:
         choice = _single(problem, selection.trial)  # the smaller model, alone
@@ -192,8 +192,10 @@ def _refit(
     queued = [key for key in pending if key not in pool.busy()]
     stop_at = deadline.at - deadline.reserve()
     if spec.learning_curve and pool.idle() and not queued:
-        best = choice.members[0].trial.config
-        pool.submit("curve", crossval.learning_points, best, stop_at - 1.0, ordered)
+        best = choice.members[0].trial
+        known = list(zip(best.fold_train_scores, best.fold_scores, strict=False))
+        full = known if len(known) == len(problem.folds) else None  # else: fitted again
+        pool.submit("curve", crossval.learning_points, best.config, stop_at - 1.0, ordered, full)
     fitted: dict[int, Any] = {}
     curve: list[dict[str, Any]] = []
     first = choice.members[0].trial.trial

@@ -120,6 +120,14 @@ def learning_curve(
     return points
 
 
+def full_point(
+    folds: Sequence[tuple[np.ndarray, np.ndarray]], scores: Sequence[tuple[float, float]]
+) -> LearningPoint:
+    """The curve's point at all of each fold's fit rows, from (training, held-out) scores
+    already measured there (by cross-validation)."""
+    return _point(1.0, [np.asarray(fit) for fit, _ in folds], list(scores))
+
+
 def _check_fractions(fractions: Sequence[float]) -> None:
     bad = [f for f in fractions if not 0.0 < f <= 1.0]
     if bad or not fractions:

@@ -25,7 +25,7 @@ import numpy as np
 
 from keelson.errors import SpecError
 from keelson.spec import Train
-from keelson.train.budget import Deadline, checks_after, fits_in_time
+from keelson.train.budget import Deadline, fits_in_time
 from keelson.train.candidates import FAMILIES, Config, portfolio
 from keelson.train.crossval import Outcome, Problem, cross_validate
 from keelson.train.metrics import metric
@@ -50,6 +50,7 @@ class TrialRecord:
     state: str = "running"  # complete | failed | pruned | stopped | skipped
     fold_scores: list[float] = field(default_factory=list)
     train_score: float | None = None
+    fold_train_scores: list[float] = field(default_factory=list)
     fit_seconds: float = 0.0  # mean fit time of one fold
     folds: int = 0
     error: str | None = None
@@ -159,6 +160,7 @@ def record_outcome(record: TrialRecord, outcome: Outcome | JobFailed) -> None:
     record.state, record.score = outcome.state, outcome.score
     record.fold_scores, record.folds = outcome.fold_scores, len(outcome.fit_seconds)
     record.fit_seconds = float(np.mean(outcome.fit_seconds)) if outcome.fit_seconds else 0.0
+    record.fold_train_scores = outcome.train_scores
     finite = [s for s in outcome.train_scores if np.isfinite(s)]
     record.train_score = float(np.mean(finite)) if finite else None
     if outcome.state == "complete":
@@ -258,8 +260,7 @@ class _Loop:
         return self.result
 
     def _until(self) -> float:
-        checks = checks_after(self.spec)
-        return self.deadline.search_until(self.result.complete()[:3], self.pool.size, checks)
+        return self.deadline.search_until(self.result.complete()[:3], self.pool.size, self.spec)
 
     def _may_start(self) -> bool:
         if not self.result.complete() and not self.running:

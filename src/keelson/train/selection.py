@@ -77,6 +77,7 @@ def _record(best: TrialRecord, config: Any, outcome: Outcome) -> TrialRecord:
         state=outcome.state,
         fold_scores=outcome.fold_scores,
         train_score=best.train_score,
+        fold_train_scores=outcome.train_scores,
         fit_seconds=sum(outcome.fit_seconds) / max(len(outcome.fit_seconds), 1),
         folds=len(outcome.fit_seconds),
         oof=outcome.oof,

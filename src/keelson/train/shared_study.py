@@ -41,7 +41,7 @@ from keelson.errors import NotFoundError, SpecError, StoreError
 from keelson.spec import ProjectSpec, Train
 from keelson.store.store import Store
 from keelson.store.tables import Param, Run
-from keelson.train.budget import Deadline, checks_after, fits_in_time
+from keelson.train.budget import Deadline, fits_in_time
 from keelson.train.candidates import Config
 from keelson.train.crossval import Outcome, Problem, cross_validate
 from keelson.train.search import TrialRecord, config_of, prune_bars, record_outcome, tpe_sampler
@@ -403,8 +403,7 @@ def _running(store: Store, run_id: str) -> bool:
 
 def _until(worker: Worker, best: list[TrialRecord]) -> float:
     """When the run's search must be over, as far as the trials of workers tell."""
-    checks = checks_after(worker.spec)
-    return worker.facts.deadline().search_until(best[:3], 1, checks)
+    return worker.facts.deadline().search_until(best[:3], 1, worker.spec)
 
 
 def _fits_in_time(worker: Worker, best: list[TrialRecord], family: str) -> bool:
