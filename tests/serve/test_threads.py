@@ -24,6 +24,26 @@ def test_single_threaded_reaches_the_nested_estimator() -> None:
     assert np.array_equal(model.predict_proba(frame), before)
 
 
+def test_single_threaded_reaches_every_member_of_a_blend() -> None:
+    from keelson.train.blend import blend_prefit
+    from keelson.train.calibration import CalibratedClassifier, Calibration
+
+    frame = pl.DataFrame({"x": np.arange(40.0)})
+    labels = np.arange(40) % 2
+    members = [
+        make_pipeline(Config(family, params), ColumnKinds.of(frame), "binary", 2, 0).fit(
+            frame, labels
+        )
+        for family, params in [("lightgbm", {"n_estimators": 5}), ("extra_trees", {})]
+    ]
+    blend = blend_prefit(members, [0.5, 0.5], "binary")
+    model = CalibratedClassifier.prefit(blend, Calibration())  # as a saved ensemble is
+    before = model.predict_proba(frame)
+    single_threaded(model)
+    assert [m.named_steps["model"].n_jobs for m in model.estimator_.members_] == [1, 1]
+    assert np.array_equal(model.predict_proba(frame), before)
+
+
 def test_pin_environment_keeps_an_explicit_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     for variable in THREAD_VARIABLES:
         monkeypatch.delenv(variable, raising=False)

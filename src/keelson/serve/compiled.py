@@ -18,7 +18,7 @@ import copy
 import dataclasses
 import logging
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from sklearn.base import BaseEstimator
 
 from keelson.registry.model import LoadedModel, Runtime
 from keelson.serve.compiled_columns import compile_columns
+from keelson.serve.parts import replace_parts
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def compile_model(model: LoadedModel, placeholder: Any = None) -> Compilation:
     schema = placeholder.schema if placeholder is not None else None
     compile_part = lambda part: _compiled(part, result, schema)  # noqa: E731
     pipeline = compile_part(copy.deepcopy(model.pipeline))
-    _replace_ensembles(pipeline, compile_part)
+    replace_parts(pipeline, compile_part)
     if not result.compiled:
         return result
     trees = any(name in _CONVERTED for name in result.compiled)
@@ -288,22 +289,3 @@ def _gap(expected: Any, got: np.ndarray, relative: bool) -> float:
     expected = np.asarray(expected, dtype=np.float64)
     scale = np.maximum(np.abs(expected), 1.0) if relative else 1.0
     return float(np.max(np.abs(got - expected) / scale))
-
-
-def _replace_ensembles(estimator: Any, replace: Callable[[Any], Any]) -> None:
-    """Apply ``replace`` to every fitted part below ``estimator``, in place: pipeline steps,
-    wrappers' ``estimator_``, blends' ``members_``."""
-    steps = getattr(estimator, "steps", None)
-    if isinstance(steps, list):
-        for position, (name, step) in enumerate(steps):
-            steps[position] = (name, replace(step))
-            _replace_ensembles(steps[position][1], replace)
-    inner = getattr(estimator, "estimator_", None)
-    if inner is not None:
-        estimator.estimator_ = replace(inner)
-        _replace_ensembles(estimator.estimator_, replace)
-    members = getattr(estimator, "members_", None)
-    if isinstance(members, list):
-        for position, member in enumerate(members):
-            members[position] = replace(member)
-            _replace_ensembles(members[position], replace)

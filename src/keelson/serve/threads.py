@@ -8,8 +8,9 @@ libraries load, so ``pin_environment`` runs first thing in ``keelson serve``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
+
+from keelson.serve.parts import parts
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -21,16 +22,7 @@ def pin_environment() -> None:
 
 
 def single_threaded(estimator: Any) -> None:
-    """Set ``n_jobs`` to 1 on every fitted part (wrappers' ``estimator_``, pipeline steps)."""
-    for part in _fitted_parts(estimator):
+    """Set ``n_jobs`` to 1 on every fitted part (pipeline steps, wrappers, blend members)."""
+    for part in parts(estimator):
         if hasattr(part, "n_jobs"):
             part.n_jobs = 1
-
-
-def _fitted_parts(estimator: Any) -> Iterator[Any]:
-    yield estimator
-    inner = getattr(estimator, "estimator_", None)
-    if inner is not None:
-        yield from _fitted_parts(inner)
-    for _name, step in getattr(estimator, "steps", []):
-        yield from _fitted_parts(step)
