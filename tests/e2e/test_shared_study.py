@@ -119,7 +119,8 @@ def test_workers_run_trials_that_the_run_uses(project: Path) -> None:
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == used[0])
     blob = store.artifacts.get(trial.user_attrs["oof_sha256"])
     oof = np.load(io.BytesIO(blob), allow_pickle=False)
-    assert oof.shape == (900,) and len(trial.user_attrs["fold_scores"]) == 2
+    assert oof.shape == (900,)
+    assert len(trial.user_attrs["fold_scores"]) == 2 * 2  # 900 rows: the 2 folds drawn twice
     # The worker stops by itself with the run's search: whichever it notices first, the
     # run closing the study or the search deadline it shares with the run.
     reasons = ("the run closed the search", "the search deadline passed")
